@@ -1,0 +1,247 @@
+"""Our own small types: the language every module speaks.
+
+Desired state (parsed from the fleet repository), observed state (status files
+and run reports), and the actions the planner emits. Everything here is a frozen
+dataclass or an enum, so the planner can be a pure function over them. No module
+in this file imports an outside library.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class State(str, enum.Enum):
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    BLOCKED = "blocked"
+    REVIEW_PENDING = "review_pending"
+    REVISING = "revising"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+ACTIVE = frozenset({State.ASSIGNED, State.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    address: str = "local"
+    port: int = 22
+    user: str | None = None
+    capabilities: frozenset[str] = frozenset()
+    max_concurrent: int = 1
+    workdir: str = "~/fleet"
+    jump: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_local(self) -> bool:
+        return self.address == "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    name: str
+    command: tuple[str, ...]
+    prompt: str = "stdin"          # "stdin" or "file"
+    output: str = "raw"            # "codex-jsonl", "claude-json" or "raw"
+    requires: frozenset[str] = frozenset()
+    version: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    title: str
+    agent: str
+    goal: str
+    repo: str
+    constraints: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
+    base: str = "main"
+    mode: str = "ssh"              # "ssh" (controller starts it) or "pull"
+    requires: frozenset[str] = frozenset()
+    priority: int = 0
+    depends_on: tuple[str, ...] = ()
+    timeout: float | None = None   # seconds
+    stall_timeout: float = 600.0   # seconds
+    max_attempts: int = 3
+    max_reviews: int = 3
+    suspend: bool = False
+    cancel: bool = False
+    feedback: tuple[str, ...] = ()
+    rerun: str | None = None       # any value, kept as its string form
+
+    @property
+    def branch(self) -> str:
+        return f"task/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """fleet.yaml: fleet-wide, non-secret settings."""
+    poll_interval: float = 10.0
+    backoff_base: float = 10.0     # seconds; retry n waits min(base * 2^(n-1), backoff_max)
+    backoff_max: float = 300.0
+    cancel_grace: float = 10.0     # seconds between TERM and KILL
+    task_defaults: Mapping[str, object] = field(default_factory=dict)
+    prompt_template: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One validation finding: printed as `path:line: message`."""
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line or 1}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """Everything parsed from one commit of the fleet repository."""
+    tasks: Mapping[str, Task]
+    hosts: Mapping[str, Host]
+    agents: Mapping[str, Agent]
+    settings: Settings = Settings()
+    invalid: Mapping[str, str] = field(default_factory=dict)  # task id -> why its spec is unusable
+    commit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+
+    def __add__(self, other: "Tokens") -> "Tokens":
+        return Tokens(self.input + other.input, self.output + other.output,
+                      self.cached + other.cached)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a finished attempt produced, parsed from the agent's output."""
+    outcome: str                   # "success", "failure", "interrupted", "timeout", "stalled", ...
+    exit_code: int | None = None
+    summary: str = ""
+    session_id: str | None = None
+    cost_usd: float | None = None
+    tokens: Tokens = Tokens()
+    commit: str | None = None      # head of task/<id> the run pushed, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: datetime
+    from_: State | None
+    to: State
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """status/<id>.yaml: written by the controller only."""
+    task: str
+    state: State
+    message: str = ""
+    attempt: int = 0
+    review_count: int = 0
+    host: str | None = None
+    run_id: str | None = None
+    branch: str | None = None
+    pr: Mapping[str, object] | None = None
+    spec_commit: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    retry_at: datetime | None = None
+    lease: Mapping[str, object] | None = None
+    result: Result | None = None
+    history: tuple[Transition, ...] = ()
+    runs: int = 0                  # runs ever started: makes run ids unique
+    feedback_seen: int = 0         # feedback entries already acted on
+    rerun_seen: str | None = None  # the task's `rerun` value this status has honoured
+
+
+class Phase(str, enum.Enum):
+    STARTING = "starting"          # start asked for, wrapper not yet confirmed
+    RUNNING = "running"
+    EXITED = "exited"              # the wrapper finished and wrote its result
+    LOST = "lost"                  # the run died without a result
+    UNREACHABLE = "unreachable"    # the host could not be reached before the start
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What an executor observed about one run, by run id."""
+    run_id: str
+    phase: Phase
+    result: Result | None = None   # set when EXITED
+    changes: bool = False          # the run pushed commits beyond base
+    last_output_at: datetime | None = None
+    error: str = ""                # why, for LOST / UNREACHABLE / a failed step
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    statuses: Mapping[str, Status]
+    runs: Mapping[str, RunReport] = field(default_factory=dict)   # by run id
+    merged: frozenset[str] = frozenset()      # task ids whose pushed commit is in base
+    hosts_down: Mapping[str, str] = field(default_factory=dict)   # host -> reason
+
+
+# ---- actions: what the planner asks the engine to do -------------------------
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    """Write this status (one or more transitions happened) in this pass's commit."""
+    status: Status
+    reasons: tuple[str, ...] = ()  # one line per transition, for the commit message
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteStatus:
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    """Start (or reattach to) run `run_id` of `task` on `host`. Idempotent by run id."""
+    task: str
+    host: str
+    run_id: str
+    attempt: int
+    from_branch: bool              # continue task/<id> (revision) instead of resetting it to base
+    feedback: tuple[str, ...] = () # review notes the prompt must carry
+    previous_failure: str = ""     # why the last attempt failed, for the prompt
+
+
+@dataclass(frozen=True, slots=True)
+class StopRun:
+    task: str
+    host: str
+    run_id: str
+    reason: str
+
+
+Action = SetStatus | DeleteStatus | StartRun | StopRun
