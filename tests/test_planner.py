@@ -1,0 +1,262 @@
+"""Table-driven tests of the pure planner: each case is inputs -> expected decisions."""
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from controller.model import (Agent, DeleteStatus, Desired, Host, Observed, Phase,
+                              Result, RunReport, SetStatus, Settings, StartRun, State,
+                              Status, StopRun, Task)
+from controller.planner import backoff, plan
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+AGENTS = {"demo": Agent("demo", ("demo",), requires=frozenset({"demo"})), "codex": Agent("codex", ("codex",), requires=frozenset({"codex"}))}
+HOSTS = {"local": Host("local", capabilities=frozenset({"demo"}), max_concurrent=2),
+         "big": Host("big", address="10.0.0.1", capabilities=frozenset({"codex", "gpu"}))}
+
+
+def task(tid="t", **kw):
+    base = dict(id=tid, title=tid, agent="demo", goal="g", repo="/r")
+    base.update(kw)
+    return Task(**base)
+
+
+def status(tid="t", state=State.CREATED, **kw):
+    kw.setdefault("created_at", NOW - timedelta(hours=1))
+    return Status(task=tid, state=state, branch=f"task/{tid}", **kw)
+
+
+def running(tid="t", state=State.RUNNING, host="local", attempt=1, **kw):
+    return status(tid, state, host=host, run_id=f"{tid}-run", attempt=attempt, runs=attempt,
+                  started_at=NOW - timedelta(minutes=5), **kw)
+
+
+def desired(*tasks, hosts=HOSTS, invalid=None, settings=Settings()):
+    return Desired(tasks={t.id: t for t in tasks}, hosts=hosts, agents=AGENTS,
+                   settings=settings, invalid=invalid or {}, commit="c0ffee")
+
+
+def observed(*statuses, runs=(), merged=(), down=None):
+    return Observed(statuses={s.task: s for s in statuses}, runs={r.run_id: r for r in runs},
+                    merged=frozenset(merged), hosts_down=down or {})
+
+
+def report(phase, tid="t", **kw):
+    return RunReport(run_id=f"{tid}-run", phase=phase, **kw)
+
+
+def states(actions):
+    return {a.status.task: a.status.state for a in actions if isinstance(a, SetStatus)}
+
+
+def starts(actions):
+    return [(a.task, a.host) for a in actions if isinstance(a, StartRun)]
+
+
+def stops(actions):
+    return [(a.task, a.reason) for a in actions if isinstance(a, StopRun)]
+
+
+def message(actions, tid="t"):
+    return next(a.status.message for a in actions if isinstance(a, SetStatus) and a.status.task == tid)
+
+
+OK = Result(outcome="success", exit_code=0, summary="done", commit="abc")
+FAIL = Result(outcome="failure", exit_code=1, summary="boom\nmore")
+
+# name, desired, observed, expected states, expected starts, expected stops, message fragment
+CASES = [
+    ("new task is assigned to the only capable host",
+     desired(task()), observed(), {"t": State.ASSIGNED}, [("t", "local")], [], "assigned to local"),
+    ("no capable host blocks with the capabilities",
+     desired(task(requires=frozenset({"tpu"}))), observed(), {"t": State.BLOCKED}, [], [],
+     "capabilities [demo, tpu]"),
+    ("all capable hosts down blocks with their reasons",
+     desired(task()), observed(down={"local": "ssh refused"}), {"t": State.BLOCKED}, [], [],
+     "local: ssh refused"),
+    ("unmet depends_on blocks",
+     desired(task(depends_on=("a",)), task("a")), observed(running("a"), runs=[report(Phase.RUNNING, tid="a", last_output_at=NOW)]),
+     {"t": State.BLOCKED}, [], [], "waiting for depends_on: a (running)"),
+    ("met depends_on unblocks and assigns",
+     desired(task(depends_on=("a",)), task("a")),
+     observed(status("t", State.BLOCKED), status("a", State.COMPLETED)),
+     {"t": State.ASSIGNED}, [("t", "local")], [], "assigned"),
+    ("invalid spec blocks with the message",
+     desired(invalid={"t": "tasks/t.yaml:3: timeout: bad"}), observed(), {"t": State.BLOCKED}, [], [],
+     "invalid spec: tasks/t.yaml:3"),
+    ("invalid spec leaves a running attempt alone",
+     desired(invalid={"t": "bad"}), observed(running()), {}, [], [], None),
+    ("suspended task starts nothing",
+     desired(task(suspend=True)), observed(status()), {"t": State.CREATED}, [], [], "suspended"),
+    ("agent profile requirement picks the codex host",
+     desired(task(agent="codex")), observed(), {"t": State.ASSIGNED}, [("t", "big")], [], "big"),
+    ("assigned run starts running",
+     desired(task()), observed(running(state=State.ASSIGNED), runs=[report(Phase.RUNNING)]),
+     {"t": State.RUNNING}, [], [], "started on local"),
+    ("assigned with no report is started again by the same run id (restart)",
+     desired(task()), observed(running(state=State.ASSIGNED)), {}, [("t", "local")], [], None),
+    ("running run vanished spends an attempt",
+     desired(task()), observed(running()), {"t": State.RETRYING}, [], [], "vanished"),
+    ("running on a down host waits",
+     desired(task()), observed(running(), down={"local": "gone"}), {}, [], [], None),
+    ("success with changes goes to review",
+     desired(task()), observed(running(), runs=[report(Phase.EXITED, result=OK, changes=True)]),
+     {"t": State.REVIEW_PENDING}, [], [], "branch task/t pushed"),
+    ("success without changes is a failed attempt",
+     desired(task()), observed(running(), runs=[report(Phase.EXITED, result=OK)]),
+     {"t": State.RETRYING}, [], [], "changed nothing"),
+    ("failure with attempts left retries with backoff",
+     desired(task()), observed(running(), runs=[report(Phase.EXITED, result=FAIL)]),
+     {"t": State.RETRYING}, [], [], "boom; attempt 2 of 3 in 10s"),
+    ("failure on the last attempt fails the task",
+     desired(task()), observed(running(attempt=3), runs=[report(Phase.EXITED, result=FAIL)]),
+     {"t": State.FAILED}, [], [], "attempts used up (3 of 3)"),
+    ("validation error message wins over the summary",
+     desired(task()), observed(running(), runs=[report(Phase.EXITED, result=FAIL, error="validation `make` failed")]),
+     {"t": State.RETRYING}, [], [], "validation `make` failed"),
+    ("unreachable before start spends no attempt and goes elsewhere",
+     desired(task(agent="codex"), hosts={**HOSTS, "big2": Host("big2", capabilities=frozenset({"codex"}))}),
+     observed(running(host="big", state=State.ASSIGNED), runs=[report(Phase.UNREACHABLE, error="refused")],
+              down={"big": "refused"}),
+     {"t": State.ASSIGNED}, [("t", "big2")], [], "attempt 1 of 3"),
+    ("lost run spends an attempt",
+     desired(task()), observed(running(), runs=[report(Phase.LOST, error="no result")]),
+     {"t": State.RETRYING}, [], [], "run lost: no result"),
+    ("timeout stops the run",
+     desired(task(timeout=60)), observed(running(), runs=[report(Phase.RUNNING, last_output_at=NOW)]),
+     {"t": State.RETRYING}, [], [("t", "timeout")], "timed out after 1m"),
+    ("stall stops the run",
+     desired(task(stall_timeout=120)),
+     observed(running(), runs=[report(Phase.RUNNING, last_output_at=NOW - timedelta(minutes=3))]),
+     {"t": State.RETRYING}, [], [("t", "stalled")], "stalled: no output for 2m"),
+    ("recent output is not a stall",
+     desired(task(stall_timeout=120)),
+     observed(running(), runs=[report(Phase.RUNNING, last_output_at=NOW - timedelta(seconds=30))]),
+     {}, [], [], None),
+    ("backoff not over keeps retrying",
+     desired(task()), observed(status(state=State.RETRYING, attempt=1, retry_at=NOW + timedelta(seconds=5))),
+     {}, [], [], None),
+    ("backoff over goes back to created and assigns",
+     desired(task()), observed(status(state=State.RETRYING, attempt=1, retry_at=NOW)),
+     {"t": State.ASSIGNED}, [("t", "local")], [], "attempt 2 of 3"),
+    ("merged branch completes",
+     desired(task()), observed(status(state=State.REVIEW_PENDING), merged=["t"]),
+     {"t": State.COMPLETED}, [], [], "task/t merged into main"),
+    ("new feedback starts a revision on the branch",
+     desired(task(feedback=("please add tests",))), observed(status(state=State.REVIEW_PENDING)),
+     {"t": State.ASSIGNED}, [("t", "local")], [], "assigned"),
+    ("feedback past max_reviews fails",
+     desired(task(feedback=("a", "b"), max_reviews=1)),
+     observed(status(state=State.REVIEW_PENDING, review_count=1, feedback_seen=1)),
+     {"t": State.FAILED}, [], [], "review limit is reached (1 of max_reviews 1)"),
+    ("cancel stops the run",
+     desired(task(cancel=True)), observed(running()), {"t": State.CANCELLED}, [], [("t", "cancelled")],
+     "cancel is true"),
+    ("cancel leaves a completed task alone",
+     desired(task(cancel=True)), observed(status(state=State.COMPLETED)), {}, [], [], None),
+    ("rerun restarts a failed task afresh",
+     desired(task(rerun="2")), observed(status(state=State.FAILED, attempt=3, rerun_seen="1")),
+     {"t": State.ASSIGNED}, [("t", "local")], [], "attempt 1 of 3"),
+    ("rerun of a running task stops the old run",
+     desired(task(rerun="x")), observed(running()), {"t": State.ASSIGNED}, [("t", "local")],
+     [("t", "rerun requested")], "assigned"),
+    ("pull mode waits for a pull agent",
+     desired(task(mode="pull")), observed(), {"t": State.CREATED}, [], [], "pull agent"),
+    ("completed task is left alone",
+     desired(task()), observed(status(state=State.COMPLETED)), {}, [], [], None),
+]
+
+
+@pytest.mark.parametrize("name,d,o,want_states,want_starts,want_stops,fragment", CASES,
+                         ids=[c[0] for c in CASES])
+def test_plan_table(name, d, o, want_states, want_starts, want_stops, fragment):
+    actions = plan(d, o, NOW)
+    assert states(actions) == want_states
+    assert starts(actions) == want_starts
+    assert stops(actions) == want_stops
+    if fragment is not None:
+        assert fragment in message(actions)
+
+
+def test_deleted_task_file_stops_run_and_deletes_status():
+    actions = plan(desired(), observed(running()), NOW)
+    assert DeleteStatus("t", "task file deleted") in actions
+    assert stops(actions) == [("t", "task file deleted")]
+
+
+def test_priority_order_and_max_concurrent():
+    tasks = [task("low", priority=0), task("high", priority=5), task("mid", priority=1)]
+    actions = plan(desired(*tasks), observed(), NOW)
+    assert starts(actions) == [("high", "local"), ("mid", "local")]
+    assert "free slot" in message(actions, "low")
+
+
+def test_least_loaded_host_with_deterministic_tie_break():
+    hosts = {n: Host(n, capabilities=frozenset({"demo"}), max_concurrent=2) for n in ("b", "a", "c")}
+    busy = running("x", host="a")
+    live = report(Phase.RUNNING, tid="x", last_output_at=NOW)
+    actions = plan(desired(task("t1"), task("t2"), task("x"), hosts=hosts), observed(busy, runs=[live]), NOW)
+    assert starts(actions) == [("t1", "b"), ("t2", "c")]
+
+
+def test_finished_run_frees_its_slot_in_the_same_pass():
+    hosts = {"local": Host("local", capabilities=frozenset({"demo"}), max_concurrent=1)}
+    live = report(Phase.RUNNING, tid="a", last_output_at=NOW)
+    done = report(Phase.EXITED, tid="a", result=OK, changes=True)
+    actions = plan(desired(task("a"), task("b"), hosts=hosts), observed(running("a"), runs=[live]), NOW)
+    assert starts(actions) == []
+    actions = plan(desired(task("a"), task("b"), hosts=hosts), observed(running("a"), runs=[done]), NOW)
+    assert starts(actions) == [("b", "local")]
+
+
+def test_revision_run_continues_branch_with_feedback_and_history_lines():
+    d = desired(task(feedback=("old", "use a dict")))
+    o = observed(status(state=State.REVIEW_PENDING, review_count=0, feedback_seen=1, runs=1, attempt=1))
+    actions = plan(d, o, NOW)
+    start = next(a for a in actions if isinstance(a, StartRun))
+    assert start.from_branch and start.feedback == ("old", "use a dict") and start.attempt == 1
+    st = next(a for a in actions if isinstance(a, SetStatus))
+    assert st.status.review_count == 1 and st.status.feedback_seen == 2
+    assert [t.to for t in st.status.history] == [State.REVISING, State.ASSIGNED]
+    assert st.reasons[0] == "review_pending -> revising (feedback: use a dict)"
+
+
+def test_retry_carries_previous_failure_and_runs_fresh():
+    o = observed(running(), runs=[report(Phase.EXITED, result=FAIL)])
+    first = plan(desired(task()), o, NOW)
+    st = next(a.status for a in first if isinstance(a, SetStatus))
+    later = plan(desired(task()), observed(st), NOW + timedelta(seconds=10))
+    start = next(a for a in later if isinstance(a, StartRun))
+    assert "boom" in start.previous_failure and not start.from_branch and start.attempt == 2
+    assert start.run_id != "t-run"
+
+
+def test_new_task_status_fields():
+    actions = plan(desired(task("fix-login")), observed(), NOW)
+    st = next(a.status for a in actions if isinstance(a, SetStatus))
+    assert st.run_id == "fix-login-20261121120000-1" and st.runs == 1 and st.attempt == 1
+    assert st.spec_commit == "c0ffee" and st.branch == "task/fix-login" and st.created_at == NOW
+    assert [(t.from_, t.to) for t in st.history] == [(None, State.CREATED), (State.CREATED, State.ASSIGNED)]
+
+
+def test_history_is_bounded():
+    st = status()
+    for i in range(30):
+        st = next(a.status for a in plan(desired(task(rerun=str(i))), observed(replace(st, state=State.FAILED)), NOW)
+                  if isinstance(a, SetStatus))
+    assert len(st.history) == 20
+
+
+def test_focus_limits_the_pass():
+    actions = plan(desired(task("a"), task("b")), observed(), NOW, focus=["b"])
+    assert starts(actions) == [("b", "local")]
+
+
+def test_same_inputs_same_actions():
+    d, o = desired(task("a"), task("b", priority=2)), observed()
+    assert plan(d, o, NOW) == plan(d, o, NOW)
+
+
+@pytest.mark.parametrize("attempt,want", [(1, 10), (2, 20), (3, 40), (6, 300), (20, 300)])
+def test_backoff(attempt, want):
+    assert backoff(attempt, 10, 300) == want
