@@ -1,0 +1,261 @@
+"""The reconcile engine: git -> desired -> plan -> actions -> executors -> git.
+
+One asyncio loop owns all mutable state here. A pass fetches the fleet repo
+(re-parsing only the files a tree diff names), observes the runs of unfinished
+tasks and the merges of reviewed ones, asks the pure planner what to do, writes
+every status change of the pass as one commit (pushed before anything starts,
+so `assigned` with its run id is on record first), and only then starts and
+stops runs. Called by the CLI (`fleet run`, `fleet plan`, `fleet demo`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from . import statusfile
+from .desired import DesiredBuilder
+from .executor import Executor, HostUnreachable, RunSpec
+from .gitstore import GitError, GitStore
+from .local import LocalExecutor
+from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
+                    RunReport, SetStatus, StartRun, State, StopRun)
+from .planner import plan
+from .prompt import build_prompt
+from .statusbook import StatusBook
+from .targets import Targets
+
+log = logging.getLogger("fleet")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass
+class PassResult:
+    actions: list[Action] = field(default_factory=list)
+    commit: str | None = None
+    lines: list[str] = field(default_factory=list)   # one per transition
+
+
+class Engine:
+    def __init__(self, store: GitStore, state_dir: Path,
+                 clock: Callable[[], datetime] = utcnow,
+                 executors: Callable[[Host], Executor | None] | None = None):
+        self.store = store
+        self.clock = clock
+        self.targets = Targets(state_dir / "targets")
+        self.builder = DesiredBuilder()
+        self.book = StatusBook()
+        self.desired: Desired | None = None
+        self.commit: str | None = None
+        self.focus: set[str] = set()             # changed since the last pass
+        self.unreachable: dict[str, RunReport] = {}
+        self.hosts_down: dict[str, str] = {}
+        self.stopping: set[asyncio.Task] = set()
+        self._local = LocalExecutor()
+        self._executor_for = executors or self._default_executor
+
+    def _default_executor(self, host: Host) -> Executor | None:
+        return self._local if host.is_local else None
+
+    # ---- git -> desired ----------------------------------------------------------
+    async def sync(self) -> bool:
+        """Fetch the fleet repo; True when it moved. Cold start loads every file."""
+        tip = await asyncio.to_thread(self.store.sync)
+        if tip == self.commit:
+            return False
+        cold = self.commit is None
+        changes = await asyncio.to_thread(self.store.changes, self.commit, tip)
+        self.desired = self.builder.apply(changes, self.store.read, tip)
+        if cold:
+            self.book.load(await asyncio.to_thread(self.store.read_statuses, tip))
+            self.focus |= self._cold_focus()
+        self.focus |= self.builder.changed_tasks
+        self.commit = tip
+        return True
+
+    def _cold_focus(self) -> set[str]:
+        """Tasks a first pass must look at; finished tasks with an unchanged spec need nothing."""
+        d = self.desired
+        todo = {t for t in d.tasks if t not in self.book}
+        todo |= {t for t, task in d.tasks.items() if task.rerun is not None}
+        todo |= set(d.invalid)
+        todo |= {t for t in self.book if t not in d.tasks and t not in d.invalid}
+        return todo
+
+    # ---- observe ---------------------------------------------------------------------
+    async def observe(self) -> Observed:
+        runs: dict[str, RunReport] = {}
+        for st in self.book.in_states(*ACTIVE):
+            report = await self._poll(st.host or "", st.run_id or "")
+            if report is not None:
+                runs[st.run_id] = report
+        merged = await asyncio.to_thread(self.targets.merged, self._merge_checks())
+        down = dict(self.hosts_down)
+        for host in self.desired.hosts.values():
+            if self._executor_for(host) is None:
+                down[host.name] = f"no executor for address {host.address!r} in this version"
+        return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
+
+    async def _poll(self, host_name: str, run_id: str) -> RunReport | None:
+        if run_id in self.unreachable:
+            return self.unreachable[run_id]
+        host = self.desired.hosts.get(host_name)
+        executor = self._executor_for(host) if host else None
+        if executor is None:
+            return None
+        return await executor.poll(host, run_id)
+
+    def _merge_checks(self) -> list[tuple[str, str, str, str]]:
+        checks = []
+        for st in self.book.in_states(State.REVIEW_PENDING):
+            task = self.desired.tasks.get(st.task)
+            if task and st.result and st.result.commit:
+                checks.append((st.task, task.repo, task.base, st.result.commit))
+        return checks
+
+    # ---- one pass ------------------------------------------------------------------------
+    async def step(self) -> PassResult:
+        """One reconcile pass. The caller syncs first when it wants new specs."""
+        now = self.clock()
+        observed = await self.observe()
+        focus = self.focus | self.book.unfinished
+        actions = plan(self.desired, observed, now, focus=focus)
+        result = PassResult(actions=actions)
+        if not await self._write(actions, result):
+            return result       # nothing may start before its status is on record
+        self.focus = set()
+        for action in actions:
+            if isinstance(action, StartRun):
+                await self._start(action)
+            elif isinstance(action, StopRun):
+                self._stop(action)
+        return result
+
+    async def _write(self, actions: list[Action], result: PassResult) -> bool:
+        writes: dict[str, bytes | None] = {}
+        for a in actions:
+            if isinstance(a, SetStatus):
+                writes[a.status.task] = statusfile.dumps(a.status)
+                result.lines += [f"{a.status.task}: {r}" for r in a.reasons]
+            elif isinstance(a, DeleteStatus):
+                writes[a.task] = None
+                result.lines.append(f"{a.task}: status removed ({a.reason})")
+        if not writes:
+            return True
+        try:
+            result.commit = await asyncio.to_thread(
+                self.store.commit_statuses, writes, self._message(result.lines))
+        except GitError as e:
+            log.error("status commit failed, will retry next pass: %s", e)
+            result.lines = []
+            return False
+        for a in actions:
+            if isinstance(a, SetStatus):
+                self.book.put(a.status)
+            elif isinstance(a, DeleteStatus):
+                self.book.remove(a.task)
+        for line in result.lines:
+            log.info("%s", line)
+        return True
+
+    def _message(self, lines: list[str]) -> str:
+        n = len(lines)
+        head = f"fleet: {n} status change{'s' if n != 1 else ''}"
+        if n == 1:
+            head = f"fleet: {lines[0]}"[:200]
+        trailers = [f"Fleet-Spec-Commit: {self.commit}"] if self.commit else []
+        trailers += sorted({f"Fleet-Task: {line.split(':', 1)[0]}" for line in lines})
+        return "\n".join([head, "", *lines, "", *trailers]) + "\n"
+
+    # ---- actions -> executors ---------------------------------------------------------------
+    async def _start(self, action: StartRun) -> None:
+        host = self.desired.hosts.get(action.host)
+        executor = self._executor_for(host) if host else None
+        if executor is None:
+            self._unreachable(action, f"host {action.host} has no executor")
+            return
+        try:
+            await executor.start(self._spec(action, host))
+        except HostUnreachable as e:
+            self.hosts_down[action.host] = str(e)
+            self._unreachable(action, str(e))
+        except OSError as e:
+            self._unreachable(action, f"cannot start the run: {e}")
+
+    def _unreachable(self, action: StartRun, why: str) -> None:
+        self.unreachable[action.run_id] = RunReport(action.run_id, Phase.UNREACHABLE, error=why)
+
+    def _spec(self, a: StartRun, host: Host) -> RunSpec:
+        task = self.desired.tasks[a.task]
+        agent = self.desired.agents[task.agent]
+        previous = self.book.get(a.task)
+        prompt = build_prompt(
+            task, repo=task.repo, branch=task.branch, base=task.base, attempt=a.attempt,
+            feedback=a.feedback, previous_result=previous.result if previous and a.from_branch else None,
+            previous_failure=a.previous_failure, template=self.desired.settings.prompt_template)
+        env = list(host.env) + list(agent.env)
+        if host.is_local and not any(k == "PATH" for k, _ in env):
+            # Local runs see the controller's own bin directory first, so agents
+            # installed next to fleet (like the demo agent) are found.
+            bindir = str(Path(sys.executable).parent)
+            env.append(("PATH", f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
+        return RunSpec(run_id=a.run_id, task_id=a.task, host=host, command=agent.command,
+                       prompt=prompt, prompt_mode=agent.prompt, output_format=agent.output,
+                       repo=task.repo, base=task.base, branch=task.branch,
+                       from_branch=a.from_branch, validation=task.validation, env=tuple(env))
+
+    def _stop(self, action: StopRun) -> None:
+        host = self.desired.hosts.get(action.host)
+        executor = self._executor_for(host) if host else None
+        if executor is None:
+            return
+        grace = self.desired.settings.cancel_grace
+        job = asyncio.get_running_loop().create_task(executor.stop(host, action.run_id, grace))
+        self.stopping.add(job)
+        job.add_done_callback(self.stopping.discard)
+
+    # ---- loops ---------------------------------------------------------------------------
+    def busy(self) -> bool:
+        """Runs in flight, retries pending or stops unfinished: --once keeps going."""
+        waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
+        return bool(waiting or self.stopping)
+
+    async def run(self, once: bool, poll_interval: float | None = None,
+                  tick: float = 0.5, max_passes: int | None = None) -> None:
+        """The controller loop. --once: until nothing is in flight and nothing can start."""
+        interval = poll_interval
+        passes = 0
+        last_sync = float("-inf")
+        loop = asyncio.get_running_loop()
+        while max_passes is None or passes < max_passes:
+            passes += 1
+            every = interval or self.desired.settings.poll_interval if self.desired else 0
+            if self.desired is None or loop.time() - last_sync >= (every or 0):
+                await self._sync_logged()
+                last_sync = loop.time()
+            if self.desired is None:
+                if once:
+                    raise GitError("cannot read the fleet repository")
+                await asyncio.sleep(tick)
+                continue
+            result = await self.step()
+            started = any(isinstance(a, StartRun) for a in result.actions)
+            if once and not started and not self.busy():
+                break
+            await asyncio.sleep(0 if started else tick)
+        if self.stopping:
+            await asyncio.gather(*self.stopping, return_exceptions=True)
+
+    async def _sync_logged(self) -> None:
+        try:
+            await self.sync()
+        except GitError as e:
+            log.error("%s", e)

@@ -1,0 +1,87 @@
+"""The engine's in-memory view of status/: every task's status, parsed on demand.
+
+A fleet repository may hold 100k status files, nearly all of them finished. At
+cold start only the unfinished ones are parsed (their state is sniffed from the
+second line our own emitter writes); finished ones stay as bytes until someone
+asks for them, e.g. a task that depends on one. The book is the Mapping the
+planner reads as `Observed.statuses`; the engine updates it after each commit.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Iterator, Mapping
+
+from . import statusfile
+from .model import TERMINAL, State, Status
+
+log = logging.getLogger(__name__)
+_STATE = re.compile(rb"^state: ([a-z_]+)$", re.M)
+_TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
+
+
+class StatusBook(Mapping[str, Status]):
+    def __init__(self) -> None:
+        self._parsed: dict[str, Status] = {}
+        self._raw: dict[str, bytes] = {}
+        self.unfinished: set[str] = set()   # task ids whose state is not terminal
+
+    def load(self, files: Mapping[str, bytes]) -> None:
+        """Replace everything with these status files (task id -> bytes)."""
+        self._parsed.clear()
+        self._raw.clear()
+        self.unfinished.clear()
+        for task_id, data in files.items():
+            m = _STATE.search(data, 0, 400)
+            if m is not None and m.group(1) in _TERMINAL_NAMES:
+                self._raw[task_id] = data
+            else:
+                self._parse(task_id, data)
+
+    def put(self, status: Status) -> None:
+        self._raw.pop(status.task, None)
+        self._parsed[status.task] = status
+        if status.state in TERMINAL:
+            self.unfinished.discard(status.task)
+        else:
+            self.unfinished.add(status.task)
+
+    def remove(self, task_id: str) -> None:
+        self._raw.pop(task_id, None)
+        self._parsed.pop(task_id, None)
+        self.unfinished.discard(task_id)
+
+    def _parse(self, task_id: str, data: bytes) -> Status | None:
+        try:
+            st = statusfile.loads(data, f"status/{task_id}.yaml")
+        except ValueError as e:
+            # A status file is ours; a corrupt one is treated as absent, so the
+            # task starts over rather than the controller stopping.
+            log.warning("%s; the task will be treated as new", e)
+            return None
+        self.put(st)
+        return st
+
+    # ---- Mapping ---------------------------------------------------------------
+    def __getitem__(self, task_id: str) -> Status:
+        st = self._parsed.get(task_id)
+        if st is not None:
+            return st
+        data = self._raw.pop(task_id, None)
+        if data is None or (st := self._parse(task_id, data)) is None:
+            raise KeyError(task_id)
+        return st
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._parsed or task_id in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._parsed)
+        yield from list(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._parsed) + len(self._raw)
+
+    def in_states(self, *states: State) -> list[Status]:
+        """Unfinished statuses in these states (finished ones are never asked for)."""
+        return [st for t in sorted(self.unfinished) if (st := self._parsed.get(t)) and st.state in states]

@@ -1,0 +1,69 @@
+"""Target repositories: has a task's pushed commit reached its base branch?
+
+The engine asks this for tasks in `review_pending`. Without a forge, polling git
+is how a merge is noticed: each target repository is fetched (at most once per
+`min_interval` seconds) into a bare cache under the state directory, and the
+commit the run pushed is checked for being an ancestor of `origin/<base>`. The
+commit comes from the status file, so deleting the branch after a merge does not
+hide the merge. Uses the real `git` command, so any URL git can fetch works.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable
+
+_GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
+class Targets:
+    def __init__(self, cache_dir: Path, min_interval: float = 0.0):
+        self.cache_dir = cache_dir
+        self.min_interval = min_interval
+        self._fetched: dict[str, float] = {}
+        self.errors: dict[str, str] = {}    # repo -> last fetch error, for `fleet status`
+
+    def merged(self, checks: Iterable[tuple[str, str, str, str]]) -> set[str]:
+        """Task ids whose commit is in base. checks: (task_id, repo, base, commit)."""
+        done: set[str] = set()
+        for task_id, repo, base, commit in checks:
+            mirror = self._fresh(repo)
+            if mirror is not None and self._is_ancestor(mirror, commit, base):
+                done.add(task_id)
+        return done
+
+    def _fresh(self, repo: str) -> Path | None:
+        mirror = self.cache_dir / (hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git")
+        last = self._fetched.get(repo)
+        if last is not None and time.monotonic() - last < self.min_interval:
+            return mirror
+        if not mirror.exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            if _git("init", "--bare", "-q", str(mirror)) is None:
+                return None
+        out = _git("-C", str(mirror), "fetch", "-q", "--prune", "--", repo,
+                   "+refs/heads/*:refs/remotes/origin/*")
+        if out is None:
+            self.errors[repo] = f"cannot fetch {repo}"
+            return None
+        self.errors.pop(repo, None)
+        self._fetched[repo] = time.monotonic()
+        return mirror
+
+    @staticmethod
+    def _is_ancestor(mirror: Path, commit: str, base: str) -> bool:
+        return _git("-C", str(mirror), "merge-base", "--is-ancestor", commit,
+                    f"refs/remotes/origin/{base}") is not None
+
+
+def _git(*args: str) -> str | None:
+    """stdout of a git command, or None when it failed (a normal answer here)."""
+    try:
+        proc = subprocess.run(["git", *args], capture_output=True, text=True,
+                              env=_GIT_ENV, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
