@@ -31,6 +31,7 @@ class RunSpec:
     branch: str                    # task/<id>
     from_branch: bool              # continue the existing branch instead of resetting it
     validation: tuple[str, ...] = ()
+    attempt: int = 1               # exported to the run as FLEET_ATTEMPT
     env: tuple[tuple[str, str], ...] = ()   # host env, then agent env (agent wins)
 
 
