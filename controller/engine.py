@@ -210,7 +210,8 @@ class Engine:
         return RunSpec(run_id=a.run_id, task_id=a.task, host=host, command=agent.command,
                        prompt=prompt, prompt_mode=agent.prompt, output_format=agent.output,
                        repo=task.repo, base=task.base, branch=task.branch,
-                       from_branch=a.from_branch, validation=task.validation, env=tuple(env))
+                       from_branch=a.from_branch, validation=task.validation, attempt=a.attempt,
+                       env=tuple(env))
 
     def _stop(self, action: StopRun) -> None:
         host = self.desired.hosts.get(action.host)

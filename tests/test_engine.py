@@ -1,0 +1,178 @@
+"""The engine end to end on the local host: real git repos, real runs, real restarts."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from controller.engine import Engine
+from controller.gitstore import GitStore
+from controller.local import LocalExecutor
+
+from .fleetkit import World, git, wait_for
+
+
+def engine_for(world: World, executors=None) -> Engine:
+    state = world.root / "state"
+    return Engine(GitStore(str(world.fleet), state), state, executors=executors)
+
+
+def run_once(engine: Engine) -> None:
+    asyncio.run(asyncio.wait_for(engine.run(once=True, tick=0.05), timeout=60))
+
+
+def counting_agent(world: World, sleep: float = 0.0) -> Path:
+    """An agent that logs each invocation outside the workspace, then edits a file."""
+    log = world.root / "invocations.log"
+    script = world.root / "count-agent.sh"
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        echo "$FLEET_TASK_ID $FLEET_RUN_ID" >> {log}
+        sleep {sleep}
+        cat > prompt-seen.md
+        echo "work of $FLEET_TASK_ID" > "work-$FLEET_TASK_ID.txt"
+        echo '{{"type":"result","subtype":"success","is_error":false,"result":"did it","session_id":"s1","total_cost_usd":0.01,"usage":{{"input_tokens":5,"output_tokens":7}}}}'
+        """))
+    script.chmod(0o755)
+    world.agent("count", [str(script)])
+    return log
+
+
+def test_task_goes_to_review_then_completed_on_merge(tmp_path):
+    w = World(tmp_path)
+    w.task("fix-login", validation=["test -f NOTES.md"])
+    w.push("add fix-login")
+    engine = engine_for(w)
+    run_once(engine)
+    st = w.status("fix-login")
+    assert st["state"] == "review_pending", st["message"]
+    assert st["result"]["outcome"] == "success" and st["result"]["commit"]
+    assert "Task fix-login" in w.target_file("task/fix-login", "NOTES.md")
+    assert [h["to"] for h in st["history"]] == ["created", "assigned", "running", "review_pending"]
+    w.merge("task/fix-login")
+    run_once(engine)
+    assert w.status("fix-login")["state"] == "completed"
+    log = git("-C", w.fleet, "log", "--format=%an|%B", "--", "status/fix-login.yaml")
+    assert "fix-login: running -> review_pending (branch task/fix-login pushed)" in log
+    assert "Fleet-Task: fix-login" in log
+
+
+def test_dependency_retry_and_failure_paths(tmp_path):
+    w = World(tmp_path)
+    w.agent("flaky", ["fleet-demo-agent", "--fail-first"])
+    w.agent("broken", ["fleet-demo-agent", "--fail-always"])
+    w.task("first")
+    w.task("second", depends_on=["first"])
+    w.task("flaky", agent="flaky")
+    w.task("doomed", agent="broken", max_attempts=2)
+    w.push()
+    engine = engine_for(w)
+    run_once(engine)
+    assert w.status("first")["state"] == "review_pending"
+    assert w.status("second")["state"] == "blocked"
+    assert "waiting for depends_on: first (review_pending)" in w.status("second")["message"]
+    flaky = w.status("flaky")
+    assert flaky["state"] == "review_pending" and flaky["attempt"] == 2
+    assert "retrying" in [h["to"] for h in flaky["history"]]
+    doomed = w.status("doomed")
+    assert doomed["state"] == "failed" and "attempts used up (2 of 2)" in doomed["message"]
+    w.merge("task/first")
+    run_once(engine)
+    assert w.status("first")["state"] == "completed"
+    assert w.status("second")["state"] == "review_pending"
+
+
+def test_invalid_task_blocks_only_itself(tmp_path):
+    w = World(tmp_path)
+    w.task("good")
+    w.write("tasks/bad.yaml", "id: bad\ntitle: x\nagent: demo\ngoal: g\nrepo: /r\ntimeout: soon\n")
+    w.push()
+    run_once(engine_for(w))
+    assert w.status("good")["state"] == "review_pending"
+    bad = w.status("bad")
+    assert bad["state"] == "blocked" and "tasks/bad.yaml:6" in bad["message"]
+
+
+def test_feedback_starts_a_revision_and_deletion_removes_status(tmp_path):
+    w = World(tmp_path)
+    w.task("doc")
+    w.task("gone")
+    w.push()
+    engine = engine_for(w)
+    run_once(engine)
+    w.task("doc", feedback=["Mention the tests."])
+    (w.person / "tasks" / "gone.yaml").unlink()
+    w.push("feedback on doc, drop gone")
+    run_once(engine)
+    doc = w.status("doc")
+    assert doc["state"] == "review_pending" and doc["review_count"] == 1
+    assert "revised after feedback: Mention the tests." in w.target_file("task/doc", "NOTES.md")
+    assert w.status("gone") is None
+
+
+class CrashAfterStart:
+    """Our own executor interface, wrapped: the controller 'dies' right after a start."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def start(self, spec):
+        await self.inner.start(spec)
+        raise SystemExit("simulated SIGKILL after start")
+
+    async def poll(self, host, run_id):
+        return await self.inner.poll(host, run_id)
+
+    async def stop(self, host, run_id, grace):
+        await self.inner.stop(host, run_id, grace)
+
+
+class CrashBeforeStart(CrashAfterStart):
+    async def start(self, spec):
+        raise SystemExit("simulated SIGKILL between the assigned commit and the start")
+
+
+@pytest.mark.parametrize("crash", [CrashBeforeStart, CrashAfterStart])
+def test_restart_after_crash_neither_loses_nor_doubles_a_run(tmp_path, crash):
+    w = World(tmp_path)
+    log = counting_agent(w, sleep=0.5)
+    w.task("one", agent="count")
+    w.push()
+    dying = engine_for(w, executors=lambda host: crash(LocalExecutor()))
+    with pytest.raises(SystemExit):
+        run_once(dying)
+    assert w.status("one")["state"] == "assigned"          # on record before the start
+    run_once(engine_for(w))                                  # a fresh controller process
+    assert w.status("one")["state"] == "review_pending"
+    assert len(log.read_text().splitlines()) == 1
+
+
+def test_sigkill_of_the_controller_mid_run(tmp_path):
+    """The real thing: `fleet run` killed with SIGKILL while runs are in flight."""
+    w = World(tmp_path, max_concurrent=3)
+    log = counting_agent(w, sleep=2)
+    for name in ("a", "b", "c"):
+        w.task(name, agent="count")
+    w.push()
+    config = tmp_path / "controller.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\npoll_interval: 1s\n")
+    cmd = [sys.executable, "-m", "controller", "run", "--repo", str(w.fleet), "--config", str(config)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 3, timeout=30)
+        assert all(w.status(n)["state"] in ("assigned", "running") for n in "abc")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    done = subprocess.run(cmd + ["--once"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(w.status(n)["state"] for n in "abc") == ["review_pending"] * 3
+    runs = log.read_text().splitlines()
+    assert len(runs) == 3 and len(set(runs)) == 3             # each task ran exactly once
