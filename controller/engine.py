@@ -24,7 +24,7 @@ from .executor import Executor, HostUnreachable, RunSpec
 from .gitstore import GitError, GitStore
 from .local import LocalExecutor
 from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
-                    RunReport, SetStatus, StartRun, State, StopRun)
+                    Result, RunReport, SetStatus, StartRun, State, StopRun)
 from .planner import plan
 from .prompt import build_prompt
 from .statusbook import StatusBook
@@ -56,7 +56,7 @@ class Engine:
         self.desired: Desired | None = None
         self.commit: str | None = None
         self.focus: set[str] = set()             # changed since the last pass
-        self.unreachable: dict[str, RunReport] = {}
+        self.start_failures: dict[str, RunReport] = {}  # run id -> why its start failed
         self.hosts_down: dict[str, str] = {}
         self.stopping: set[asyncio.Task] = set()
         self._local = LocalExecutor()
@@ -105,8 +105,8 @@ class Engine:
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
 
     async def _poll(self, host_name: str, run_id: str) -> RunReport | None:
-        if run_id in self.unreachable:
-            return self.unreachable[run_id]
+        if run_id in self.start_failures:
+            return self.start_failures[run_id]
         host = self.desired.hosts.get(host_name)
         executor = self._executor_for(host) if host else None
         if executor is None:
@@ -187,11 +187,15 @@ class Engine:
         except HostUnreachable as e:
             self.hosts_down[action.host] = str(e)
             self._unreachable(action, str(e))
-        except OSError as e:
-            self._unreachable(action, f"cannot start the run: {e}")
+        except ValueError as e:
+            # The executor refused the spec (bad env name, NUL byte, ...): a
+            # failed attempt whose message says what to fix, not a crash.
+            self.start_failures[action.run_id] = RunReport(
+                action.run_id, Phase.EXITED, result=Result(outcome="failure", summary=str(e)),
+                error=f"cannot start the run: {e}")
 
     def _unreachable(self, action: StartRun, why: str) -> None:
-        self.unreachable[action.run_id] = RunReport(action.run_id, Phase.UNREACHABLE, error=why)
+        self.start_failures[action.run_id] = RunReport(action.run_id, Phase.UNREACHABLE, error=why)
 
     def _spec(self, a: StartRun, host: Host) -> RunSpec:
         task = self.desired.tasks[a.task]

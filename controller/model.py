@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
 
 class State(str, enum.Enum):
