@@ -84,6 +84,7 @@ async def _tour(root: Path, started: float) -> int:
     _merge(root, target, "task/add-greeting")
     _append(person / "tasks" / "flaky-docs.yaml", "feedback:\n  - Also say where the tests live.\n")
     _git("-C", str(person), "commit", "-qam", "flaky-docs: ask for a revision")
+    _git("-C", str(person), "pull", "-q", "--rebase")   # the controller pushed status commits
     _git("-C", str(person), "push", "-q")
 
     _say("4. fleet run --once again: merge noticed, dependency unblocked, revision run")
@@ -92,7 +93,7 @@ async def _tour(root: Path, started: float) -> int:
     _say("5. fleet status")
     await print_status(engine)
     _say("6. The audit log: git log -- status/ in the fleet repository")
-    print(_git("-C", str(fleet_repo), "log", "--reverse", "--format=%h %an: %s%n%b", "--", "status/"))
+    print(_git("-C", str(fleet_repo), "log", "--reverse", "--format=%h %s%n%b", "--", "status/"))
     _say("7. The life of one task: git log -p status/flaky-docs.yaml (last change)")
     print(_git("-C", str(fleet_repo), "log", "-1", "-p", "--format=%h %s", "--", "status/flaky-docs.yaml"))
     print(f"demo finished in {time.monotonic() - started:.1f} s")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable
 
-from .model import ACTIVE, Desired, Host, Observed, State, Status, Task
+from .model import ACTIVE, TERMINAL, Desired, Host, Observed, State, Status, Task
 
 
 class Placement:
@@ -24,8 +24,14 @@ class Placement:
         unmet = []
         for dep in task.depends_on:
             st = status_of(dep)
-            if st is None or st.state != State.COMPLETED:
-                unmet.append(f"{dep} ({st.state if st else 'no status yet'})")
+            if st is None:
+                unmet.append(f"{dep} (no status yet)")
+            elif st.state in TERMINAL and st.state != State.COMPLETED:
+                unmet.append(f"{dep} ({st.state}: rerun it or drop it from depends_on)")
+            elif st.state != State.COMPLETED:
+                # The dependency's live state is left out on purpose: it would
+                # rewrite this status (and make a commit) at each of its steps.
+                unmet.append(dep)
         if unmet:
             return "waiting for depends_on: " + ", ".join(unmet)
         if task.mode == "pull":

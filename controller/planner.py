@@ -295,7 +295,7 @@ class _Pass:
         seq = st.runs + 1
         attempt = st.attempt + 1
         st = self.move(st, State.ASSIGNED,
-                       f"assigned to {host} (attempt {attempt} of {task.max_attempts})",
+                       f"assigned to {host}, attempt {attempt} of {task.max_attempts}",
                        host=host, run_id=run_id_for(task.id, seq, self.now), runs=seq,
                        attempt=attempt, started_at=self.now, finished_at=None,
                        retry_at=None, spec_commit=self.desired.commit or st.spec_commit)

@@ -73,6 +73,7 @@ class World:
     def push(self, message: str = "edit tasks") -> None:
         git("add", "-A", cwd=self.person)
         git("commit", "-qm", message, cwd=self.person)
+        git("pull", "-q", "--rebase", cwd=self.person)   # the controller pushes status commits
         git("push", "-q", cwd=self.person)
 
     def status(self, task_id: str) -> dict | None:

@@ -76,7 +76,7 @@ CASES = [
      "local: ssh refused"),
     ("unmet depends_on blocks",
      desired(task(depends_on=("a",)), task("a")), observed(running("a"), runs=[report(Phase.RUNNING, tid="a", last_output_at=NOW)]),
-     {"t": State.BLOCKED}, [], [], "waiting for depends_on: a (running)"),
+     {"t": State.BLOCKED}, [], [], "waiting for depends_on: a"),
     ("met depends_on unblocks and assigns",
      desired(task(depends_on=("a",)), task("a")),
      observed(status("t", State.BLOCKED), status("a", State.COMPLETED)),
@@ -260,3 +260,8 @@ def test_same_inputs_same_actions():
 @pytest.mark.parametrize("attempt,want", [(1, 10), (2, 20), (3, 40), (6, 300), (20, 300)])
 def test_backoff(attempt, want):
     assert backoff(attempt, 10, 300) == want
+
+
+def test_failed_dependency_says_what_to_do():
+    actions = plan(desired(task(depends_on=("a",)), task("a")), observed(status("a", State.FAILED)), NOW)
+    assert "a (failed: rerun it or drop it from depends_on)" in message(actions)
