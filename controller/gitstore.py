@@ -1,0 +1,405 @@
+"""The git store: the controller's own clone of the fleet repository.
+
+The engine calls it to sync (clone or fetch), to read trees, blobs and tree
+diffs of the fleet repository, and to commit and push each reconcile pass's
+status files. It is the only module that imports pygit2.
+
+The clone lives in `<state_dir>/fleet.git` (bare); a person's working tree is
+never touched. Network operations (fetch, push) run the real `git` command, so
+the user's SSH config, credential helpers and known_hosts apply; everything
+local (trees, blobs, diffs, building the status commit) runs in-process with
+pygit2, much faster than a git process per step. One exception: a large batch
+of status blobs goes through `git fast-import`, one pack instead of a file per
+blob. Figures at 100k tasks: tests/test_gitstore.py::test_bench_100k.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Mapping
+
+import pygit2
+
+from .model import ID_RE
+
+DIRS = ("hosts", "agents", "tasks", "status")
+TOP_FILES = ("fleet.yaml",)
+BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
+PACK_AT = 100         # status writes from which blobs go into one pack, not loose files
+REPACK_EVERY = 100    # status commits between background repacks of our clone
+
+# libgit2 caches no tree larger than 4 KiB by default; a 100k-file tasks/ or
+# status/ tree is megabytes and is read again on every pass (diff, status
+# commit), so let the object cache keep trees. Only this module uses pygit2.
+pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
+
+
+class GitError(Exception):
+    """A git operation failed; the message says what failed and what to do."""
+
+
+class GitStore:
+    """The controller's clone of one branch of the fleet repository.
+
+    Not thread-safe: the engine calls it from one thread at a time."""
+
+    def __init__(self, source: str, state_dir: Path, branch: str = "main",
+                 timeout: float = 600.0, push_attempts: int = 5):
+        if not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+            raise GitError(f"{branch!r} is not a valid branch name")
+        self.source = _normalize_source(source)
+        self._local = _is_local(source) or source.startswith("file://")
+        self.branch = branch
+        self.path = Path(state_dir).expanduser() / "fleet.git"
+        self.timeout = timeout              # seconds, for each fetch or push
+        self.push_attempts = push_attempts
+        self._tracking = f"refs/remotes/origin/{branch}"
+        self._repo: pygit2.Repository | None = None
+        self._builder: tuple[pygit2.Oid, pygit2.TreeBuilder] | None = None  # last status tree
+        self._commits = 0
+        self._repack: subprocess.Popen | None = None
+
+    # ---- network: the real git command -------------------------------------------
+    def sync(self) -> str:
+        """Clone on first use, else fetch. Returns the tip of origin/<branch>,
+        or "" while the branch has no commits yet."""
+        if not (self.path / "HEAD").exists():
+            self._clone()
+        else:
+            if self.repo.remotes["origin"].url != self.source:
+                self.repo.remotes.set_url("origin", self.source)   # --repo changed
+            self._fetch(self.path)
+        return self.tip()
+
+    def _clone(self) -> None:
+        # Init and fetch into a temporary directory, then rename: a clone that
+        # failed half way never looks like a usable one on the next start.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".fleet.git.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        repo = pygit2.init_repository(str(tmp), bare=True)
+        repo.remotes.create("origin", self.source,
+                            f"+refs/heads/{self.branch}:{self._tracking}")
+        try:
+            self._fetch(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tmp.rename(self.path)
+
+    def _fetch(self, clone: Path) -> None:
+        if _is_local(self.source) and not Path(self.source).exists():
+            raise GitError(f"fleet repository {self.source} does not exist: "
+                           "check --repo (a path to a bare repository, or a URL)")
+        # Forced refspec: the controller follows the source even if it was rewritten.
+        proc = self._git(clone, "fetch", "--quiet", "--no-tags", "origin",
+                         f"+refs/heads/{self.branch}:{self._tracking}")
+        if proc.returncode == 0:
+            return
+        if "couldn't find remote ref" in proc.stderr:
+            if clone == self.path and self.tip():
+                raise GitError(f"branch {self.branch} has disappeared from {self.source}; "
+                               "the controller will not take that to mean 'no tasks'. "
+                               "Restore the branch or point --repo elsewhere")
+            return     # an empty repository: no commits on the branch yet
+        raise GitError(f"cannot fetch {self.branch} from {self.source}: {_last_lines(proc.stderr)}. "
+                       "Check that it is a git repository this machine can reach "
+                       "(path, URL, SSH keys, credentials, known_hosts)")
+
+    def _push(self, commit: str) -> bool:
+        """Push commit as the new branch tip; False when someone pushed first."""
+        # To a repository on this machine, compressing and delta-ing the pack only
+        # burns CPU (a 100k-file status tree is 4 MB, the push's main cost): send it
+        # as it is; the receiving repository's own gc compresses it later.
+        fast = ("-c", "pack.compression=0", "-c", "pack.window=0") if self._local else ()
+        proc = self._git(self.path, *fast, "push", *(("--no-thin",) if fast else ()),
+                         "--porcelain", "origin", f"{commit}:refs/heads/{self.branch}")
+        if proc.returncode == 0:
+            return True
+        rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
+        if rejected and all(_is_race(ln) for ln in rejected):
+            return False
+        detail = _last_lines("\n".join(rejected) + "\n" + proc.stderr)
+        raise GitError(f"cannot push status commit to {self.branch} of {self.source}: {detail}. "
+                       "Check write access to the fleet repository and its server-side hooks")
+
+    def _git(self, cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        # No terminal prompt (a controller has nobody to answer it); a new session
+        # so ssh cannot open /dev/tty either; C locale so messages can be parsed.
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"}
+        try:
+            proc = subprocess.Popen(["git", "-C", str(cwd), *args], env=env,
+                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            raise GitError("the git command was not found: install git") from None
+        try:
+            out, err = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)   # git and its ssh child
+            proc.communicate()
+            raise GitError(f"git {args[0]} with {self.source} took longer than "
+                           f"{self.timeout:.0f}s and was stopped: check the network") from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
+                                           err.decode(errors="replace"))
+
+    def _housekeep(self) -> None:
+        # Each status commit leaves a new status tree (megabytes at 100k tasks) as a
+        # loose object; git's auto gc counts objects, not bytes: repack now and then.
+        self._commits += 1
+        if self._commits % REPACK_EVERY or (self._repack and self._repack.poll() is None):
+            return
+        self._repack = subprocess.Popen(["git", "-C", str(self.path), "repack", "-d", "-q"],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+
+    # ---- reading: pygit2 in-process ------------------------------------------------
+    @property
+    def repo(self) -> pygit2.Repository:
+        if self._repo is None:
+            if not (self.path / "HEAD").exists():
+                self._clone()   # first use before any sync
+            try:
+                self._repo = pygit2.Repository(str(self.path))
+            except pygit2.GitError as e:
+                raise GitError(f"the controller's clone {self.path} is unreadable ({e}): "
+                               "remove it and it will be cloned afresh") from None
+        return self._repo
+
+    def tip(self) -> str:
+        """The last fetched or pushed tip of origin/<branch>, without fetching; "" if none."""
+        ref = self.repo.references.get(self._tracking)
+        return str(ref.target) if ref is not None else ""
+
+    def list_files(self, commit: str) -> dict[str, str]:
+        """Repo-relative path -> blob hex for fleet.yaml and the files of hosts/,
+        agents/, tasks/ and status/ (one level; other files are not ours)."""
+        return _fleet_blobs(self.repo, self._tree(commit))
+
+    def changes(self, old: str | None, new: str) -> list[tuple[str, str | None]]:
+        """What changed from old to new among list_files' paths: (path, blob hex)
+        for added or modified, (path, None) for deleted. old=None: everything."""
+        if not old:
+            return sorted(self.list_files(new).items())
+        if old == new:
+            return []
+        a, b = self._tree(old), self._tree(new)
+        out = [(name, _blob(b, name)) for name in TOP_FILES if _blob(a, name) != _blob(b, name)]
+        for d in DIRS:
+            out += self._dir_changes(d, _subtree(a, d), _subtree(b, d))
+        return sorted(out)
+
+    def _dir_changes(self, d: str, a: pygit2.Object | None,
+                     b: pygit2.Object | None) -> list[tuple[str, str | None]]:
+        # Whole directories are compared by id first: libgit2 would read both
+        # 100k-entry trees even when they are the same, costing tens of ms each.
+        # (Never test a Tree for truth: that is len(), which loads it.)
+        if (a is None and b is None) or (a is not None and b is not None and a.id == b.id):
+            return []
+        if a is None or b is None:
+            gone = b is None
+            return [(f"{d}/{name}", None if gone else blob)
+                    for name, blob in _blobs_of(self.repo, a if gone else b)]
+        out = []
+        for delta in self.repo.diff(self.repo[a.id], self.repo[b.id]).deltas:
+            if delta.status == pygit2.GIT_DELTA_DELETED:
+                path, blob = delta.old_file.path, None
+            else:
+                f = delta.new_file
+                path, blob = f.path, str(f.id) if f.mode in BLOB_MODES else None
+            if "/" not in path:          # deeper files are not fleet files
+                out.append((f"{d}/{path}", blob))
+        return out
+
+    def read(self, blob: str) -> bytes:
+        try:
+            _, data = self.repo.odb.read(blob)   # no Blob object: faster for many reads
+        except (KeyError, ValueError):
+            raise GitError(f"blob {blob} is not in the controller's clone {self.path}; "
+                           "sync first, or remove the clone to fetch it afresh") from None
+        return data
+
+    def read_statuses(self, commit: str) -> dict[str, bytes]:
+        """Task id -> bytes of status/<id>.yaml at commit."""
+        odb = self.repo.odb
+        status = _subtree(self._tree(commit), "status")
+        return {name[:-5]: odb.read(oid)[1]
+                for name, oid in (_blobs_of(self.repo, status) if status is not None else [])
+                if name.endswith(".yaml")}
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """True when commit is of or reachable from of; False also when either is unknown."""
+        if commit == of:
+            return True
+        try:
+            return self.repo.descendant_of(of, commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
+    def _tree(self, commit: str) -> pygit2.Tree:
+        if not commit:
+            return self.repo[self.repo.TreeBuilder().write()]   # the empty tree
+        try:
+            return self.repo[commit].peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.InvalidSpecError):
+            raise GitError(f"commit {commit} is not in the controller's clone {self.path}: "
+                           "sync first") from None
+
+    # ---- writing status ----------------------------------------------------------------
+    def commit_statuses(self, writes: Mapping[str, bytes | None], message: str,
+                        author: tuple[str, str] = ("fleet", "fleet@localhost")) -> str | None:
+        """One commit on the tip of origin/<branch> that sets status/<id>.yaml to
+        the bytes (None deletes it), touching only status/, then pushed. Returns
+        the new commit hex, or None when the tree would not change (nothing is
+        committed or pushed). A push rejected because someone pushed meanwhile is
+        retried on the new tip; people's commits are never rewritten (no force)."""
+        repo = self.repo
+        names = [_status_name(task) for task in writes]
+        blobs = dict(zip(names, self._write_blobs(list(writes.values()))))
+        for _ in range(self.push_attempts):
+            base = self.tip()
+            tree = self._with_statuses(base, blobs)
+            if tree == self._tree(base).id:
+                return None
+            who = pygit2.Signature(*author)
+            commit = repo.create_commit(None, who, who, message, tree, [base] if base else [])
+            if self._push(str(commit)):
+                repo.references.create(self._tracking, commit, force=True)
+                self._housekeep()
+                return str(commit)
+            self._fetch(self.path)    # someone pushed first: re-apply the same writes on theirs
+        raise GitError(f"status push to {self.branch} of {self.source} was rejected "
+                       f"{self.push_attempts} times because others kept pushing; "
+                       "it will be retried on the next pass")
+
+    def _write_blobs(self, datas: list[bytes | None]) -> list[pygit2.Oid | None]:
+        """Store the status file contents; None (a delete) stays None."""
+        new = [d for d in datas if d is not None]
+        if len(new) < PACK_AT:
+            return [None if d is None else self.repo.create_blob(d) for d in datas]
+        # Many at once: one `git fast-import` pack costs one file, where libgit2
+        # would create a loose file per blob (1,000 files: 100-300 ms on a busy disk).
+        stream = []
+        for d in new:
+            stream += [b"blob\ndata %d\n" % len(d), d, b"\n"]
+        stream.append(b"done\n")
+        proc = self._git(self.path, "-c", f"fastimport.unpackLimit={PACK_AT}", "fast-import",
+                         "--quiet", "--done", stdin=b"".join(stream))
+        if proc.returncode != 0:
+            raise GitError(f"cannot store status files in {self.path}: "
+                           f"{_last_lines(proc.stderr)}. Is the disk full?")
+        return [None if d is None else pygit2.hash(d) for d in datas]
+
+    def _with_statuses(self, base: str, blobs: Mapping[str, pygit2.Oid | None]) -> pygit2.Oid:
+        """The root tree of base with only status/ changed by blobs."""
+        repo = self.repo
+        root = self._tree(base)
+        entry = root["status"] if "status" in root else None
+        if entry is not None and entry.filemode != pygit2.GIT_FILEMODE_TREE:
+            raise GitError(f"'status' in {self.branch} of {self.source} is not a directory: "
+                           "move it away, status/ belongs to the controller")
+        # TreeBuilder edits the existing entries in place: no listing of status/.
+        # Loading 100k entries into one costs tens of ms, so the last builder is
+        # kept and reused while base still has the status tree it wrote.
+        cached, self._builder = self._builder, None
+        if entry is None:
+            status = repo.TreeBuilder()
+        elif cached is not None and cached[0] == entry.id:
+            status = cached[1]
+        else:
+            status = repo.TreeBuilder(entry.id)
+        for name, blob in blobs.items():
+            if blob is not None:
+                status.insert(name, blob, pygit2.GIT_FILEMODE_BLOB)
+            elif status.get(name) is not None:
+                status.remove(name)
+        top = repo.TreeBuilder(root.id)
+        if len(status):
+            written = status.write()
+            self._builder = (written, status)
+            top.insert("status", written, pygit2.GIT_FILEMODE_TREE)
+        elif entry is not None:
+            top.remove("status")     # git has no empty directories
+        return top.write()
+
+
+def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
+    """The fleet files of `rev` in the local repository at `path` (bare or not),
+    as repo-relative path -> bytes; {} for no revision or an unborn HEAD.
+    For `fleet validate --rev`. A branch name also matches origin/<name>, so
+    the controller's own clone answers to the names people use."""
+    try:
+        repo = pygit2.Repository(str(path))
+    except pygit2.GitError:
+        raise GitError(f"{path} is not a git repository") from None
+    if not rev or (rev == "HEAD" and repo.head_is_unborn):
+        return {}
+    for candidate in (rev, f"refs/remotes/origin/{rev}"):
+        try:
+            root = repo.revparse_single(candidate).peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+        return {p: repo.odb.read(blob)[1] for p, blob in _fleet_blobs(repo, root).items()}
+    raise GitError(f"{path} has no revision {rev!r}: give a branch, tag or commit")
+
+
+def _fleet_blobs(repo: pygit2.Repository, root: pygit2.Tree) -> dict[str, str]:
+    out = {name: blob for name in TOP_FILES if (blob := _blob(root, name))}
+    for d in DIRS:
+        if (sub := _subtree(root, d)) is not None:
+            out.update((f"{d}/{name}", blob) for name, blob in _blobs_of(repo, sub))
+    return out
+
+
+def _blobs_of(repo: pygit2.Repository, entry: pygit2.Object) -> list[tuple[str, str]]:
+    """(name, blob hex) of the files directly in the tree of `entry`."""
+    return [(e.name, str(e.id)) for e in repo[entry.id] if e.filemode in BLOB_MODES]
+
+
+def _status_name(task: str) -> str:
+    # Ids become file names: anything else could write outside status/.
+    if not ID_RE.match(task):
+        raise ValueError(f"not a valid task id for a status file: {task!r}")
+    return f"{task}.yaml"
+
+
+def _blob(root: pygit2.Tree, name: str) -> str | None:
+    """The blob hex of a file entry of root, None if absent or not a file."""
+    if name in root and (entry := root[name]).filemode in BLOB_MODES:
+        return str(entry.id)
+    return None
+
+
+def _subtree(root: pygit2.Tree, name: str) -> pygit2.Object | None:
+    """The entry of directory `name` in root, None if absent or not a directory."""
+    if name in root and (entry := root[name]).filemode == pygit2.GIT_FILEMODE_TREE:
+        return entry
+    return None
+
+
+def _is_race(line: str) -> bool:
+    # "[rejected] (fetch first)" / "(non-fast-forward)": someone pushed first;
+    # a remote ref lock failure is the same race seen from the server side.
+    return "[rejected]" in line or ("[remote rejected]" in line
+                                    and ("lock" in line or "old value" in line))
+
+
+def _is_local(source: str) -> bool:
+    # git's own rule: a URL has "://", an scp-like address a colon before any slash.
+    return "://" not in source and not re.match(r"^[^/]+:", source)
+
+
+def _normalize_source(source: str) -> str:
+    # The clone runs git from its own directory, so a relative path must be absolute.
+    return str(Path(source).expanduser().resolve()) if _is_local(source) else source
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines()
+             if ln.strip() and not ln.startswith("hint:")]
+    return " / ".join(lines[-n:]) or "no message from git"
