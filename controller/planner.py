@@ -177,9 +177,17 @@ class _Pass:
         elif report.phase in (Phase.RUNNING, Phase.STARTING):
             self._follow(st, task, report.last_output_at, report.phase)
         elif report.phase == Phase.EXITED:
+            st = self._started(st)
             self._exited(st, task, report.result, report.changes, report.error)
         else:
+            st = self._started(st)
             self._fail_attempt(st, task, f"run lost: {report.error or 'it died without a result'}")
+
+    def _started(self, st: Status) -> Status:
+        """A run that ended between two passes did run: the history says so."""
+        if st.state == State.ASSIGNED:
+            return self.move(st, State.RUNNING, f"run {st.run_id} started on {st.host}")
+        return st
 
     def _no_report(self, st: Status, task: Task) -> None:
         host = st.host or ""
@@ -193,8 +201,8 @@ class _Pass:
             self._fail_attempt(st, task, f"run {st.run_id} vanished from host {host}")
 
     def _follow(self, st: Status, task: Task, last_output: datetime | None, phase: Phase) -> None:
-        if st.state == State.ASSIGNED and phase == Phase.RUNNING:
-            st = self.move(st, State.RUNNING, f"run {st.run_id} started on {st.host}")
+        if phase == Phase.RUNNING:
+            st = self._started(st)
         started = st.started_at or self.now
         if task.timeout is not None and self.now - started >= timedelta(seconds=task.timeout):
             self.stop(st, "timeout")

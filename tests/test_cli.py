@@ -1,0 +1,118 @@
+"""The commands as a user runs them: the README's walk-through, in a subprocess each."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .fleetkit import git
+
+FLEET = [sys.executable, "-m", "controller"]
+
+
+def fleet(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([*FLEET, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def make_target(root: Path) -> Path:
+    target = root / "target.git"
+    git("init", "-q", "--bare", "--initial-branch=main", target)
+    seed = root / "seed"
+    git("clone", "-q", target, seed)
+    (seed / "README.md").write_text("hi\n")
+    git("add", ".", cwd=seed)
+    git("commit", "-qm", "init", cwd=seed)
+    git("push", "-q", "origin", "HEAD:main", cwd=seed)
+    return target
+
+
+def test_readme_walkthrough(tmp_path):
+    config = tmp_path / "controller.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    env = {"FLEET_CONFIG": str(config)}
+    assert fleet("init", tmp_path / "fleet.git").returncode == 0
+    clone = tmp_path / "fleet-state"
+    git("clone", "-q", tmp_path / "fleet.git", clone)
+    target = make_target(tmp_path)
+    hello = yaml.safe_load((clone / "tasks" / "hello.yaml").read_text())
+    hello.update(repo=str(target), suspend=False)
+    (clone / "tasks" / "hello.yaml").write_text(yaml.safe_dump(hello))
+    host = yaml.safe_load((clone / "hosts" / "local.yaml").read_text())
+    host["workdir"] = str(tmp_path / "host")
+    (clone / "hosts" / "local.yaml").write_text(yaml.safe_dump(host))
+
+    checked = fleet("validate", cwd=clone)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    git("commit", "-qam", "hello: ready", cwd=clone)
+    git("push", "-q", cwd=clone)
+
+    planned = fleet("plan", "--repo", tmp_path / "fleet.git", env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert "hello: start run hello-" in planned.stdout and "on local" in planned.stdout
+
+    ran = fleet("run", "--repo", tmp_path / "fleet.git", "--once", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "hello: running -> review_pending" in ran.stderr
+
+    status = json.loads(fleet("status", "--repo", tmp_path / "fleet.git", "--json", env=env).stdout)
+    row = next(t for t in status["tasks"] if t["task"] == "hello")
+    assert row["state"] == "review_pending" and row["outcome"] == "success"
+    assert status["hosts"][0]["name"] == "local"
+
+    git("pull", "-q", cwd=clone)
+    life = git("log", "-p", "status/hello.yaml", cwd=clone)
+    assert "+state: review_pending" in life and "+state: assigned" in life
+
+
+def test_validate_reports_each_problem_with_path_and_line(tmp_path):
+    fleet("init", tmp_path / "fleet.git")
+    clone = tmp_path / "c"
+    git("clone", "-q", tmp_path / "fleet.git", clone)
+    (clone / "tasks" / "hello.yaml").write_text(
+        (clone / "tasks" / "hello.yaml").read_text() + "priorty: 3\n")
+    (clone / "tasks" / "loop.yaml").write_text(
+        "id: loop\ntitle: t\nagent: nobody\ngoal: g\nrepo: /r\ndepends_on: [loop]\n")
+    out = fleet("validate", cwd=clone)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("tasks/hello.yaml:") and "priorty" in line for line in lines)
+    assert any(line.startswith("tasks/loop.yaml:") and "nobody" in line for line in lines)
+    assert "Traceback" not in out.stderr
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "bad", cwd=clone)
+    git("push", "-q", cwd=clone)
+    bare = fleet("validate", "--repo", tmp_path / "fleet.git")
+    assert bare.returncode == 1 and bare.stdout == out.stdout
+
+
+def test_clear_errors_not_tracebacks(tmp_path):
+    out = fleet("run", "--once")
+    assert out.returncode == 2 and "pass --repo" in out.stderr
+    out = fleet("status", "--repo", tmp_path / "nowhere.git", env={"FLEET_CONFIG": ""})
+    assert out.returncode == 2 and "nowhere.git" in out.stderr and "Traceback" not in out.stderr
+    bad = tmp_path / "c.yaml"
+    bad.write_text("repo: /x\npol_interval: 5s\n")
+    out = fleet("run", "--config", bad, "--once")
+    assert out.returncode == 2 and "unknown key 'pol_interval'" in out.stderr
+    out = fleet("init", tmp_path)     # not empty: pytest put nothing there yet? make sure it is not
+    (tmp_path / "x").write_text("")
+    out = fleet("init", tmp_path)
+    assert out.returncode == 2 and "not empty" in out.stderr
+
+
+def test_demo_runs_in_under_a_minute():
+    started = time.monotonic()
+    out = fleet("demo", timeout=90)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert elapsed < 60
+    assert "add-greeting: review_pending -> completed" in out.stdout + out.stderr
+    assert "flaky-docs: review_pending -> revising" in out.stdout + out.stderr
+    assert "running -> retrying" in out.stdout + out.stderr
