@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(table(results))
     print()
-    print("where the time goes (medians):")
+    print("where the time goes (the median run of each):")
     print(details(results))
 
 
