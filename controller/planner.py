@@ -217,7 +217,7 @@ class _Pass:
 
     def _exited(self, st: Status, task: Task, result: Result | None, changes: bool,
                 error: str) -> None:
-        result = result or Result(outcome="failure", summary=error)
+        result = _accumulate(st.result, result or Result(outcome="failure", summary=error))
         if result.outcome != "success":
             why = error or _first_line(result.summary)
             self._fail_attempt(st, task, why or f"agent failed (exit code {result.exit_code})", result)
@@ -315,6 +315,20 @@ class _Pass:
                         attempt=st.attempt, from_branch=revision,
                         feedback=task.feedback if revision else (),
                         previous_failure=_last_failure(st))
+
+
+def _accumulate(previous: Result | None, new: Result) -> Result:
+    """The new attempt's result, with cost and tokens summed over the task's runs.
+
+    The pushed commit carries over from an earlier run when this one pushed
+    nothing (a revision that changed nothing), so the merge check still has it.
+    """
+    if previous is None:
+        return new
+    costs = [c for c in (previous.cost_usd, new.cost_usd) if c is not None]
+    return replace(new, tokens=previous.tokens + new.tokens,
+                   cost_usd=round(sum(costs), 6) if costs else None,
+                   commit=new.commit or previous.commit)
 
 
 def _last_failure(st: Status) -> str:

@@ -265,3 +265,19 @@ def test_backoff(attempt, want):
 def test_failed_dependency_says_what_to_do():
     actions = plan(desired(task(depends_on=("a",)), task("a")), observed(status("a", State.FAILED)), NOW)
     assert "a (failed: rerun it or drop it from depends_on)" in message(actions)
+
+
+def test_cost_and_tokens_add_up_over_attempts_and_commit_carries_over():
+    from controller.model import Tokens
+    first = Result(outcome="failure", exit_code=1, cost_usd=0.5, tokens=Tokens(10, 20, 5))
+    o = observed(running(), runs=[report(Phase.EXITED, result=first)])
+    st = next(a.status for a in plan(desired(task()), o, NOW) if isinstance(a, SetStatus))
+    second = Result(outcome="success", exit_code=0, cost_usd=0.25, tokens=Tokens(1, 2, 3), commit="c1")
+    st = replace(st, state=State.RUNNING, run_id="t-run", attempt=2)
+    o = observed(st, runs=[report(Phase.EXITED, result=second, changes=True)])
+    done = next(a.status for a in plan(desired(task()), o, NOW) if isinstance(a, SetStatus))
+    assert done.result.cost_usd == 0.75 and done.result.tokens == Tokens(11, 22, 8)
+    revision = replace(done, state=State.RUNNING, review_count=1, run_id="t-run")
+    o = observed(revision, runs=[report(Phase.EXITED, result=Result(outcome="success"))])
+    again = next(a.status for a in plan(desired(task()), o, NOW) if isinstance(a, SetStatus))
+    assert again.state == State.REVIEW_PENDING and again.result.commit == "c1"
