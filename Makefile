@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# The real Codex and Claude Code CLIs for tests/test_real_agents.py, pinned in
+# tools/agents/package.json and installed once into this git-ignored cache.
+AGENTS := .cache/npm/agents
 
 .PHONY: demo test bench clean
 
@@ -16,7 +19,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/fleet demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	sh tools/agents/install.sh $(AGENTS)
+	FLEET_AGENT_BIN=$(CURDIR)/$(AGENTS)/node_modules/.bin $(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
