@@ -21,7 +21,7 @@ from typing import Callable
 from . import statusfile
 from .desired import DesiredBuilder
 from .executor import Executor, HostUnreachable, RunSpec
-from .gitstore import GitError, GitStore
+from .gitstore import SPEC_DIRS, GitError, GitStore
 from .local import LocalExecutor
 from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
                     Result, RunReport, SetStatus, StartRun, State, StopRun)
@@ -50,7 +50,9 @@ class Engine:
                  executors: Callable[[Host], Executor | None] | None = None):
         self.store = store
         self.clock = clock
-        self.targets = Targets(state_dir / "targets")
+        # Target repos are fetched at most every few seconds for merge checks;
+        # run() asks for a fresh look when it starts.
+        self.targets = Targets(state_dir / "targets", min_interval=5.0)
         self.builder = DesiredBuilder()
         self.book = StatusBook()
         self.desired: Desired | None = None
@@ -72,12 +74,16 @@ class Engine:
         if tip == self.commit:
             return False
         cold = self.commit is None
-        changes = await asyncio.to_thread(self.store.changes, self.commit, tip)
+        # status/ is ours and already in memory: diffing it would cost a walk of
+        # its whole tree after each of our own commits.
+        changes = await asyncio.to_thread(self.store.changes, self.commit, tip, SPEC_DIRS)
         self.desired = self.builder.apply(changes, self.store.read, tip)
         if cold:
-            self.book.load(await asyncio.to_thread(self.store.read_statuses, tip))
-            self.focus |= self._cold_focus()
-        self.focus |= self.builder.changed_tasks
+            blobs = await asyncio.to_thread(self.store.status_blobs, tip)
+            await asyncio.to_thread(self.book.load, blobs, self.store.read)
+            self.focus |= self._cold_focus()   # not every task: most are finished
+        else:
+            self.focus |= self.builder.changed_tasks
         self.commit = tip
         return True
 
@@ -237,6 +243,7 @@ class Engine:
                   tick: float = 0.5, max_passes: int | None = None) -> None:
         """The controller loop. --once: until nothing is in flight and nothing can start."""
         interval = poll_interval
+        self.targets.refresh()
         passes = 0
         last_sync = float("-inf")
         loop = asyncio.get_running_loop()

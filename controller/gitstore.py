@@ -26,7 +26,8 @@ import pygit2
 
 from .model import ID_RE
 
-DIRS = ("hosts", "agents", "tasks", "status")
+SPEC_DIRS = ("hosts", "agents", "tasks")
+DIRS = SPEC_DIRS + ("status",)
 TOP_FILES = ("fleet.yaml",)
 BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
 PACK_AT = 100         # status writes from which blobs go into one pack, not loose files
@@ -181,16 +182,19 @@ class GitStore:
         agents/, tasks/ and status/ (one level; other files are not ours)."""
         return _fleet_blobs(self.repo, self._tree(commit))
 
-    def changes(self, old: str | None, new: str) -> list[tuple[str, str | None]]:
+    def changes(self, old: str | None, new: str,
+                dirs: tuple[str, ...] = DIRS) -> list[tuple[str, str | None]]:
         """What changed from old to new among list_files' paths: (path, blob hex)
-        for added or modified, (path, None) for deleted. old=None: everything."""
+        for added or modified, (path, None) for deleted. old=None: everything.
+        `dirs` limits the folders looked at (the engine skips its own status/)."""
         if not old:
-            return sorted(self.list_files(new).items())
+            return sorted((p, b) for p, b in self.list_files(new).items()
+                          if "/" not in p or p.split("/", 1)[0] in dirs)
         if old == new:
             return []
         a, b = self._tree(old), self._tree(new)
         out = [(name, _blob(b, name)) for name in TOP_FILES if _blob(a, name) != _blob(b, name)]
-        for d in DIRS:
+        for d in dirs:
             out += self._dir_changes(d, _subtree(a, d), _subtree(b, d))
         return sorted(out)
 
@@ -227,10 +231,17 @@ class GitStore:
     def read_statuses(self, commit: str) -> dict[str, bytes]:
         """Task id -> bytes of status/<id>.yaml at commit."""
         odb = self.repo.odb
+        return {task: odb.read(oid)[1] for task, oid in self._status_oids(commit)}
+
+    def status_blobs(self, commit: str) -> dict[str, str]:
+        """Task id -> blob hex of status/<id>.yaml at commit (read them with read())."""
+        return {task: str(oid) for task, oid in self._status_oids(commit)}
+
+    def _status_oids(self, commit: str) -> list[tuple[str, pygit2.Oid]]:
         status = _subtree(self._tree(commit), "status")
-        return {name[:-5]: odb.read(oid)[1]
+        return [(name[:-5], oid)
                 for name, oid in (_blobs_of(self.repo, status) if status is not None else [])
-                if name.endswith(".yaml")}
+                if name.endswith(".yaml")]
 
     def is_ancestor(self, commit: str, of: str) -> bool:
         """True when commit is of or reachable from of; False also when either is unknown."""

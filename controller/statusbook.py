@@ -2,7 +2,7 @@
 
 A fleet repository may hold 100k status files, nearly all of them finished. At
 cold start only the unfinished ones are parsed (their state is sniffed from the
-second line our own emitter writes); finished ones stay as bytes until someone
+second line our own emitter writes); finished ones stay as blob ids until someone
 asks for them, e.g. a task that depends on one. The book is the Mapping the
 planner reads as `Observed.statuses`; the engine updates it after each commit.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from . import statusfile
 from .model import TERMINAL, State, Status
@@ -20,26 +20,33 @@ _STATE = re.compile(rb"^state: ([a-z_]+)$", re.M)
 _TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
 
 
+def _no_reader(blob: str) -> bytes:
+    raise KeyError(blob)
+
+
 class StatusBook(Mapping[str, Status]):
     def __init__(self) -> None:
         self._parsed: dict[str, Status] = {}
-        self._raw: dict[str, bytes] = {}
-        self.unfinished: set[str] = set()   # task ids whose state is not terminal
+        self._dormant: dict[str, str] = {}      # finished: task id -> blob id, parsed on demand
+        self._read: Callable[[str], bytes] = _no_reader
+        self.unfinished: set[str] = set()       # task ids whose state is not terminal
 
-    def load(self, files: Mapping[str, bytes]) -> None:
-        """Replace everything with these status files (task id -> bytes)."""
+    def load(self, blobs: Mapping[str, str], read: Callable[[str], bytes]) -> None:
+        """Replace everything with these status files (task id -> blob id)."""
         self._parsed.clear()
-        self._raw.clear()
+        self._dormant.clear()
         self.unfinished.clear()
-        for task_id, data in files.items():
+        self._read = read
+        for task_id, blob in blobs.items():
+            data = read(blob)
             m = _STATE.search(data, 0, 400)
             if m is not None and m.group(1) in _TERMINAL_NAMES:
-                self._raw[task_id] = data
+                self._dormant[task_id] = blob   # the bytes are dropped: memory
             else:
                 self._parse(task_id, data)
 
     def put(self, status: Status) -> None:
-        self._raw.pop(status.task, None)
+        self._dormant.pop(status.task, None)
         self._parsed[status.task] = status
         if status.state in TERMINAL:
             self.unfinished.discard(status.task)
@@ -47,7 +54,7 @@ class StatusBook(Mapping[str, Status]):
             self.unfinished.add(status.task)
 
     def remove(self, task_id: str) -> None:
-        self._raw.pop(task_id, None)
+        self._dormant.pop(task_id, None)
         self._parsed.pop(task_id, None)
         self.unfinished.discard(task_id)
 
@@ -67,20 +74,20 @@ class StatusBook(Mapping[str, Status]):
         st = self._parsed.get(task_id)
         if st is not None:
             return st
-        data = self._raw.pop(task_id, None)
-        if data is None or (st := self._parse(task_id, data)) is None:
+        blob = self._dormant.pop(task_id, None)
+        if blob is None or (st := self._parse(task_id, self._read(blob))) is None:
             raise KeyError(task_id)
         return st
 
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._parsed or task_id in self._raw
+        return task_id in self._parsed or task_id in self._dormant
 
     def __iter__(self) -> Iterator[str]:
         yield from list(self._parsed)
-        yield from list(self._raw)
+        yield from list(self._dormant)
 
     def __len__(self) -> int:
-        return len(self._parsed) + len(self._raw)
+        return len(self._parsed) + len(self._dormant)
 
     def in_states(self, *states: State) -> list[Status]:
         """Unfinished statuses in these states (finished ones are never asked for)."""

@@ -24,19 +24,49 @@ class Targets:
         self.cache_dir = cache_dir
         self.min_interval = min_interval
         self._fetched: dict[str, float] = {}
+        self._answers: dict[tuple[str, str], bool] = {}   # (commit, base tip) -> merged
         self.errors: dict[str, str] = {}    # repo -> last fetch error, for `fleet status`
 
+    def refresh(self) -> None:
+        """Fetch every repository again on the next call, whatever min_interval says."""
+        self._fetched.clear()
+
     def merged(self, checks: Iterable[tuple[str, str, str, str]]) -> set[str]:
-        """Task ids whose commit is in base. checks: (task_id, repo, base, commit)."""
+        """Task ids whose commit is in base. checks: (task_id, repo, base, commit).
+
+        Each repository is fetched once per call at most, and each (commit, base
+        tip) pair is asked of git once: a pass where no base moved costs no git."""
         done: set[str] = set()
+        tips: dict[tuple[str, str], str | None] = {}
         for task_id, repo, base, commit in checks:
-            mirror = self._fresh(repo)
-            if mirror is not None and self._is_ancestor(mirror, commit, base):
+            if (repo, base) not in tips:
+                tips[(repo, base)] = self._base_tip(repo, base)
+            tip = tips[(repo, base)]
+            if tip is not None and self._merged(repo, commit, tip):
                 done.add(task_id)
         return done
 
+    def _base_tip(self, repo: str, base: str) -> str | None:
+        mirror = self._fresh(repo)
+        if mirror is None:
+            return None
+        out = _git("-C", str(mirror), "rev-parse", "-q", "--verify",
+                   f"refs/remotes/origin/{base}^{{commit}}")
+        return out.strip() if out else None
+
+    def _merged(self, repo: str, commit: str, tip: str) -> bool:
+        key = (commit, tip)
+        if key not in self._answers:
+            mirror = self._mirror(repo)
+            self._answers[key] = _git("-C", str(mirror), "merge-base", "--is-ancestor",
+                                      commit, tip) is not None
+        return self._answers[key]
+
+    def _mirror(self, repo: str) -> Path:
+        return self.cache_dir / (hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git")
+
     def _fresh(self, repo: str) -> Path | None:
-        mirror = self.cache_dir / (hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git")
+        mirror = self._mirror(repo)
         last = self._fetched.get(repo)
         if last is not None and time.monotonic() - last < self.min_interval:
             return mirror
@@ -52,11 +82,6 @@ class Targets:
         self.errors.pop(repo, None)
         self._fetched[repo] = time.monotonic()
         return mirror
-
-    @staticmethod
-    def _is_ancestor(mirror: Path, commit: str, base: str) -> bool:
-        return _git("-C", str(mirror), "merge-base", "--is-ancestor", commit,
-                    f"refs/remotes/origin/{base}") is not None
 
 
 def _git(*args: str) -> str | None:
