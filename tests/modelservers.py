@@ -71,7 +71,7 @@ def free_port() -> int:
 class Request:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]    # names in lower case
     body: Any                 # parsed JSON, or None
 
 
@@ -164,7 +164,7 @@ class ScriptedServer(ThreadingHTTPServer):
     def record(self, handler: _Handler, body: Any) -> None:
         with self._lock:
             self.requests.append(Request(handler.command, handler.path,
-                                         dict(handler.headers.items()), body))
+                                         {k.lower(): v for k, v in handler.headers.items()}, body))
 
     def model_requests(self) -> list[Request]:
         with self._lock:
