@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import schema, yamlfile
 from .durations import parse_duration as _parse_duration
+from .prompt import check_template
 from .model import ID_RE, Agent, Desired, Host, Problem, Settings, Task
 
 # The same few durations ("45m") recur across thousands of task files.
@@ -28,7 +29,7 @@ _KINDS = ("task", "host", "agent", "fleet")
 _DIRS = {"hosts": "host", "agents": "agent", "tasks": "task"}
 _NAME_KEY = {"host": "name", "agent": "name", "task": "id"}
 _CITED = {"task": ("id", "agent", "depends_on"), "host": ("name", "jump"),
-          "agent": ("name",), "fleet": ("backoff",)}
+          "agent": ("name",), "fleet": ("backoff", "prompt_template")}
 _CONVERT: dict[str, dict[str, Callable]] = {
     "task": {"constraints": tuple, "validation": tuple, "depends_on": tuple, "feedback": tuple,
              "requires": frozenset, "timeout": parse_duration, "stall_timeout": parse_duration,
@@ -95,6 +96,12 @@ def _parse_settings(data: dict, lines: dict) -> _Parsed:
         why = (f"backoff: base ({backoff.get('base', base)}) is longer than max "
                f"({backoff.get('max', most)}): raise max")
         return _Parsed(None, [(lines.get("backoff", 1), why)])
+    template = data.get("prompt_template")
+    if template is not None:
+        try:
+            check_template(template)
+        except ValueError as e:
+            return _Parsed(None, [(lines.get("prompt_template", 1), f"prompt_template: {e}")])
     conv = _CONVERT["task"]
     defaults = {k: conv[k](v) if k in conv else v for k, v in data.get("defaults", {}).items()}
     settings = Settings(poll_interval=seconds(data.get("poll_interval"), d.poll_interval),

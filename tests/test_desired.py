@@ -428,3 +428,10 @@ def test_example_fleet_repositories_validate_cleanly(root: Path) -> None:
     desired = DesiredBuilder().apply([(p, p) for p in files], files.__getitem__, "x")
     tasks = [p for p in files if p.startswith("tasks/") and p.endswith(".yaml")]
     assert len(desired.tasks) == len(tasks) and not desired.invalid
+
+
+def test_bad_prompt_template_in_fleet_yaml_is_a_problem_with_its_line():
+    from controller.desired import validate_files
+    problems = validate_files({"fleet.yaml": b"poll_interval: 10s\nprompt_template: |\n  Do $goall now\n"})
+    assert len(problems) == 1
+    assert str(problems[0]).startswith("fleet.yaml:2: prompt_template:") and "goall" in str(problems[0])
