@@ -233,6 +233,11 @@ def _salvage_result(text: str, tries: int = 5) -> list[dict[str, Any]]:
     return []
 
 
+# The input field that says what a denied call wanted: Bash's command, Edit's
+# and Write's file, WebFetch's url (seen from the real 2.1.197), Grep's pattern.
+_DENIAL_DETAIL = ("command", "file_path", "url", "pattern", "path")
+
+
 def _denials(result: dict[str, Any]) -> list[str]:
     """`Bash (echo hi > x)` for each denied tool call."""
     denials = result.get("permission_denials") or []
@@ -243,7 +248,7 @@ def _denials(result: dict[str, Any]) -> list[str]:
         denial = _dict(denial)
         tool = _str(denial.get("tool_name")) or "unknown tool"
         tool_input = _dict(denial.get("tool_input"))
-        what = _str(tool_input.get("command")) or _str(tool_input.get("file_path"))
+        what = next((_str(tool_input.get(k)) for k in _DENIAL_DETAIL if _str(tool_input.get(k))), "")
         named.append(f"{tool} ({what[:200]})" if what else tool)
     return named
 

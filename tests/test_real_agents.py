@@ -12,11 +12,12 @@ without node or npm these tests skip, and under CI they fail instead.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from .modelservers import MessagesServer, ResponsesServer, error, hang, run, say, use, free_port
-from .realagents import AgentWorld, agent_bin, claude_profile, codex_profile, history
+from .realagents import AgentWorld, agent_bin, claude_profile, codex_profile, history, profile
 
 HELLO = "printf 'hello from the agent\\n' > hello.txt"
 
@@ -62,6 +63,48 @@ def test_codex_task_reaches_review_with_its_work(tmp_path, codex_bin):
     assert not (w.home / ".codex").exists()
 
 
+CODEX_CONFIG = """\
+model = "gpt-5.5"
+model_provider = "proxy"
+
+[model_providers.proxy]
+name = "company proxy"
+base_url = "{url}/v1"
+wire_api = "responses"
+requires_openai_auth = true      # the key of `codex login --with-api-key`
+request_max_retries = 0
+stream_max_retries = 0
+
+[analytics]
+enabled = false
+
+[features]
+plugins = false
+"""
+
+
+def test_codex_uses_the_host_users_login_and_config(tmp_path, codex_bin):
+    """No provider flags: ~/.codex/config.toml and the login in auth.json reach the run."""
+    w = AgentWorld(tmp_path)
+    with ResponsesServer([run(HELLO), say("Done.")]) as model:
+        user_home = w.home / ".codex"
+        user_home.mkdir(parents=True)
+        (user_home / "config.toml").write_text(CODEX_CONFIG.format(url=model.url))
+        (user_home / "auth.json").write_text('{"auth_mode": "apikey", "OPENAI_API_KEY": "sk-login"}')
+        doc = profile("codex")
+        doc["env"] = {"HOME": str(w.home), "PATH": f"{codex_bin}:{os.environ['PATH']}"}
+        w.add_agent(doc)
+        w.add_task("logged-in", "codex")
+        w.push()
+        w.run_once()
+    st = w.status("logged-in")
+    assert st["state"] == "review_pending", st["message"]
+    assert model.model_requests()[0].headers["authorization"] == "Bearer sk-login"
+    (run_dir,) = w.run_dirs()
+    assert (run_dir / "codex-home" / "auth.json").is_symlink()
+    assert (user_home / "config.toml").read_text() == CODEX_CONFIG.format(url=model.url)
+
+
 def test_claude_task_reaches_review_with_cost(tmp_path, claude_bin):
     w = AgentWorld(tmp_path)
     with MessagesServer([run(HELLO), say("Created hello.txt with a greeting.")]) as model:
@@ -82,3 +125,124 @@ def test_claude_task_reaches_review_with_cost(tmp_path, claude_bin):
     (run_dir,) = w.run_dirs()
     assert list((run_dir / "claude-config" / "projects").rglob("*.jsonl"))   # the transcript
     assert not (w.home / ".claude").exists() and not (w.home / ".claude.json").exists()
+
+
+# ---- the model endpoint fails ------------------------------------------------------
+
+def test_codex_http_500_fails_the_attempt_and_the_retry_succeeds(tmp_path, codex_bin):
+    w = AgentWorld(tmp_path)
+    script = [error(500, "upstream overloaded"), run(HELLO), say("Created hello.txt.")]
+    with ResponsesServer(script) as model:
+        w.add_agent(codex_profile(model.url, codex_bin, w.home))
+        w.add_task("flaky-model", "codex", max_attempts=2)
+        w.push()
+        w.run_once()
+    st = w.status("flaky-model")
+    assert st["state"] == "review_pending" and st["attempt"] == 2, st["message"]
+    assert history(st) == ["created", "assigned", "running", "retrying", "created",
+                           "assigned", "running", "review_pending"]
+    failed = next(h["reason"] for h in st["history"] if h["to"] == "retrying")
+    assert failed.startswith("agent exited 1: turn failed: ")
+    assert "attempt 2 of 2" in failed
+    assert "Why the previous attempt failed" in json.dumps(model.model_requests()[1].body)
+
+
+def test_claude_http_500_is_a_failed_attempt(tmp_path, claude_bin):
+    w = AgentWorld(tmp_path)
+    with MessagesServer([error(500, "upstream overloaded")]) as model:
+        w.add_agent(claude_profile(model.url, claude_bin, w.home))
+        w.add_task("broken-model", "claude-code", max_attempts=1)
+        w.push()
+        w.run_once()
+    st = w.status("broken-model")
+    assert st["state"] == "failed"
+    assert st["message"].startswith("agent exited 1: API Error: 500 upstream overloaded")
+    assert st["message"].endswith("attempts used up (1 of 1)")
+    assert st["result"]["outcome"] == "failure"
+    assert w.target_file("task/broken-model", "README.md") is None     # nothing pushed
+
+
+def test_codex_with_no_endpoint_is_ended_by_the_task_timeout(tmp_path, codex_bin):
+    """Nothing listens: Codex prints `Reconnecting...` and retries for ever; fleet ends it."""
+    w = AgentWorld(tmp_path)
+    w.add_agent(codex_profile(f"http://127.0.0.1:{free_port()}", codex_bin, w.home))
+    w.add_task("no-endpoint", "codex", timeout="3s", max_attempts=1)
+    w.push()
+    w.run_once()
+    st = w.status("no-endpoint")
+    assert st["state"] == "failed"
+    assert st["message"] == "timed out after 3s; attempts used up (1 of 1)"
+    assert st["result"]["outcome"] == "timeout"
+    (run_dir,) = w.run_dirs()
+    assert "Reconnecting" in (run_dir / "output").read_text()
+    assert "step_failed=cancelled" in (run_dir / "result").read_text()
+
+
+# ---- stalls ----------------------------------------------------------------------------
+
+def test_codex_that_goes_quiet_is_stopped_as_stalled(tmp_path, codex_bin):
+    w = AgentWorld(tmp_path)
+    with ResponsesServer([hang()]) as model:
+        w.add_agent(codex_profile(model.url, codex_bin, w.home))
+        w.add_task("quiet", "codex", stall_timeout="2s", timeout="1m", max_attempts=1)
+        w.push()
+        w.run_once()
+    st = w.status("quiet")
+    assert st["state"] == "failed"
+    assert st["message"] == "stalled: no output for 2s; attempts used up (1 of 1)"
+    assert st["result"]["outcome"] == "stalled"
+
+
+def test_claude_stall_timeout_from_fleet_defaults(tmp_path, claude_bin):
+    w = AgentWorld(tmp_path, defaults={"stall_timeout": "2s", "max_attempts": 1})
+    with MessagesServer([hang()]) as model:
+        w.add_agent(claude_profile(model.url, claude_bin, w.home))
+        w.add_task("quiet", "claude-code")
+        w.push()
+        w.run_once()
+    st = w.status("quiet")
+    assert st["state"] == "failed"
+    assert st["message"] == "stalled: no output for 2s; attempts used up (1 of 1)"
+    assert st["result"]["outcome"] == "stalled"
+
+
+# ---- permissions -----------------------------------------------------------------------
+
+def test_claude_permission_denial_is_not_a_clean_success(tmp_path, claude_bin):
+    """A tool outside the profile's list is refused; Claude still says `subtype: success`."""
+    w = AgentWorld(tmp_path)
+    script = [use("WebFetch", url="http://127.0.0.1:9/docs", prompt="summarize"),
+              run(HELLO), say("Could not fetch the docs; wrote hello.txt anyway.")]
+    with MessagesServer(script) as model:
+        w.add_agent(claude_profile(model.url, claude_bin, w.home))
+        w.add_task("denied", "claude-code", max_attempts=1)
+        w.push()
+        w.run_once()
+    st = w.status("denied")
+    assert st["state"] == "failed"
+    assert st["result"]["outcome"] == "denied"
+    assert st["message"].startswith("permission denied for WebFetch (http://127.0.0.1:9/docs); "
+                                    "result: Could not fetch the docs")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Claude Code's root refusal needs root")
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_claude_bypass_permissions_as_root_needs_is_sandbox(tmp_path, claude_bin, sandbox):
+    """What the profile's root note says: bypassPermissions as root only with IS_SANDBOX=1."""
+    w = AgentWorld(tmp_path)
+    with MessagesServer([run(HELLO), say("Done.")]) as model:
+        doc = claude_profile(model.url, claude_bin, w.home)
+        doc["command"] = ["bypassPermissions" if a == "acceptEdits" else a for a in doc["command"]]
+        if sandbox:
+            doc["env"]["IS_SANDBOX"] = "1"
+        w.add_agent(doc)
+        w.add_task("as-root", "claude-code", max_attempts=1)
+        w.push()
+        w.run_once()
+    st = w.status("as-root")
+    if sandbox:
+        assert st["state"] == "review_pending", st["message"]
+        return
+    assert st["state"] == "failed" and st["message"].startswith("agent exited 1")
+    (run_dir,) = w.run_dirs()
+    assert "cannot be used with root/sudo privileges" in (run_dir / "stderr").read_text()
