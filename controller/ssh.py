@@ -1,0 +1,409 @@
+"""The SSH executor: runs agents on other machines, the only module that imports asyncssh.
+
+Implements `executor.Executor` for hosts whose address is not `local`; the
+engine picks it per host and never sees SSH. A run is the same detached
+`runwrapper.sh RUN_DIR` as on the local box (see `local`, `rundir`): its files
+are uploaded by SFTP into a temp dir and renamed into place, the wrapper is
+started in its own session so it outlives the connection, and everything
+about it is read back from its run dir by one remote command per poll (per
+batch of runs on a host). The shell side lives in `remote`.
+
+Connections are pooled per host entry: one is reused for all of a host's
+runs; a second opens only when the first has CHANNELS_PER_CONN channels in
+use, below OpenSSH's default MaxSessions of 10. Host keys are checked against
+the configured known_hosts file and nothing else: an unknown key is an error
+that says to run `fleet hosts scan`, never a silent trust on first use.
+Any failure to reach a host surfaces as `HostUnreachable`.
+"""
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import secrets
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterable
+
+import asyncssh
+
+from . import remote, rundir
+from .config import SSHConfig
+from .executor import HostUnreachable, RunSpec
+from .model import Host, RunReport
+
+CHANNELS_PER_CONN = 8     # acquired sessions per connection; SFTP adds one: 9 < MaxSessions 10
+MAX_CONNS = 4             # per host entry
+FAIL_MEMORY = 1.0         # seconds a failed connect answers for the callers waiting on it
+MAX_JUMPS = 8
+
+
+class _Link:
+    """One SSH connection, the sessions in use on it, and its SFTP client once opened."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection):
+        self.conn = conn
+        self.channels = 0
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._sftp_lock = asyncio.Lock()
+
+    async def sftp(self) -> asyncssh.SFTPClient:
+        async with self._sftp_lock:
+            if self._sftp is None:
+                self._sftp = await self.conn.start_sftp_client()
+            return self._sftp
+
+
+class _Pool:
+    """The connections to one host entry; opens one at a time, only when all are full."""
+
+    def __init__(self, opener: Callable[[], "asyncio.Future[asyncssh.SSHClientConnection]"]):
+        self.opener = opener
+        self.links: list[_Link] = []
+        self.opening = 0
+        self.failure: tuple[float, str] | None = None
+        self.home: str | None = None
+        self._waiters: list[asyncio.Future] = []
+
+    async def acquire(self, timeout: float, fresh: bool = False) -> _Link:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # No lock: between two awaits nothing else runs, so check-then-take is atomic.
+        while True:
+            self.links = [ln for ln in self.links if not ln.conn.is_closed()]
+            link = next((ln for ln in self.links if ln.channels < CHANNELS_PER_CONN), None)
+            if link is not None:
+                link.channels += 1
+                return link
+            recent = self.failure and loop.time() - self.failure[0] < FAIL_MEMORY
+            if recent and not fresh:
+                raise HostUnreachable(self.failure[1])
+            if self.opening == 0 and len(self.links) < MAX_CONNS:
+                break
+            if loop.time() >= deadline:
+                raise HostUnreachable(f"all {MAX_CONNS} connections busy for {timeout:.0f} s")
+            await self._wait(deadline - loop.time())
+        return await self._open(loop)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Link:
+        self.opening += 1
+        try:
+            conn = await self.opener()
+        except HostUnreachable as e:
+            self.failure = (loop.time(), str(e))
+            raise
+        finally:
+            self.opening -= 1
+            self._notify()
+        self.failure = None
+        link = _Link(conn)
+        link.channels = 1
+        self.links.append(link)
+        return link
+
+    def release(self, link: _Link) -> None:
+        link.channels -= 1
+        self._notify()
+
+    def close(self) -> None:
+        for link in self.links:
+            link.conn.close()
+        self.links = []
+
+    def _notify(self) -> None:
+        for f in self._waiters:
+            if not f.done():
+                f.set_result(None)
+        self._waiters = []
+
+    async def _wait(self, seconds: float) -> None:
+        f = asyncio.get_running_loop().create_future()
+        self._waiters.append(f)
+        try:
+            await asyncio.wait_for(f, max(seconds, 0.01))
+        except asyncio.TimeoutError:
+            pass
+
+
+class SSHExecutor:
+    """Runs, polls and stops runs on SSH hosts. `resolve` finds a jump host by name."""
+
+    def __init__(self, settings: SSHConfig | None = None,
+                 resolve: Callable[[str], Host | None] | None = None):
+        self.settings = settings or SSHConfig()
+        self.resolve = resolve or (lambda name: None)
+        self._pools: dict[str, tuple[tuple, _Pool]] = {}
+
+    # ---- the Executor interface ---------------------------------------------------
+    async def start(self, spec: RunSpec) -> None:
+        async with self._session(spec.host) as link:
+            where = rundir.paths(await self._workdir(spec.host, link), spec.task_id, spec.run_id)
+            files = rundir.render(spec, where)
+            sftp = await link.sftp()
+            state = await _run_dir_state(sftp, where.run_dir)
+            if state == "claimed":
+                return          # a reattach: the run exists, started or finished
+            if state == "absent" and not await _upload(sftp, where.run_dir, files):
+                if await _run_dir_state(sftp, where.run_dir) == "claimed":
+                    return      # another start of this run id won the race
+            code, _, err = await self._exec(link, remote.launch(where.run_dir))
+            if code != 0:
+                raise HostUnreachable(f"{spec.host.name}: cannot start the run wrapper: "
+                                      f"{_text(err) or f'exit {code}'}")
+
+    async def poll(self, host: Host, run_id: str) -> RunReport | None:
+        return (await self.poll_many(host, [run_id]))[run_id]
+
+    async def poll_many(self, host: Host, run_ids: Iterable[str]) -> dict[str, RunReport | None]:
+        """Every run of `run_ids` on `host`, read by one remote command per batch."""
+        reports: dict[str, RunReport | None] = {}
+        async with self._session(host) as link:
+            workdir = await self._workdir(host, link)
+            by_dir = {rundir.run_dir(workdir, r): r for r in run_ids}
+            dirs = list(by_dir)
+            for i in range(0, len(dirs), remote.POLL_BATCH):
+                command, boundary = remote.poll(dirs[i:i + remote.POLL_BATCH])
+                code, out, err = await self._exec(link, command)
+                try:
+                    found = remote.parse_poll(out, boundary, time.time())
+                except ValueError:
+                    raise HostUnreachable(f"{host.name}: poll answer cut short (exit {code}): "
+                                          f"{_text(err)}") from None
+                for path, seen in found.items():
+                    run_id = by_dir[path]
+                    reports[run_id] = None if seen is None else rundir.report(run_id, *seen)
+        return {r: reports.get(r) for r in by_dir.values()}
+
+    async def stop(self, host: Host, run_id: str, grace: float) -> None:
+        async with self._session(host) as link:
+            path = rundir.run_dir(await self._workdir(host, link), run_id)
+            # The remote script waits up to `grace` (then up to 5 s after KILL).
+            await self._exec(link, remote.stop(path, grace),
+                             timeout=grace + 10 + self.settings.command_timeout)
+
+    # ---- for health checks and tests ----------------------------------------------
+    async def run(self, host: Host, command: str, timeout: float | None = None,
+                  fresh: bool = False) -> tuple[int | None, bytes, bytes]:
+        """(exit status, stdout, stderr) of one command line in the host's login shell."""
+        async with self._session(host, fresh=fresh) as link:
+            return await self._exec(link, command, timeout)
+
+    async def workdir(self, host: Host, fresh: bool = False) -> str:
+        """The host's workdir as an absolute path on the host (`~` resolved there)."""
+        async with self._session(host, fresh=fresh) as link:
+            return await self._workdir(host, link)
+
+    def connections(self, host: Host) -> list[int]:
+        """Sessions in use per open connection to `host` (for tests and status)."""
+        entry = self._pools.get(host.name)
+        return [ln.channels for ln in entry[1].links] if entry else []
+
+    async def close(self) -> None:
+        for _, pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    # ---- connections ----------------------------------------------------------------
+    @asynccontextmanager
+    async def _session(self, host: Host, fresh: bool = False) -> AsyncIterator[_Link]:
+        pool = self._pool(host)
+        link = await pool.acquire(self.settings.connect_timeout + self.settings.command_timeout,
+                                  fresh=fresh)
+        try:
+            yield link
+        except (asyncssh.Error, OSError, EOFError) as e:
+            raise HostUnreachable(f"{host.name}: {describe(e)}") from e
+        except HostUnreachable as e:
+            if str(e).startswith(f"{host.name}:"):
+                raise
+            raise HostUnreachable(f"{host.name}: {e}") from None
+        finally:
+            pool.release(link)
+
+    def _pool(self, host: Host) -> _Pool:
+        key = (host.address, host.port, host.user, host.jump)
+        entry = self._pools.get(host.name)
+        if entry is None or entry[0] != key:
+            if entry is not None:
+                entry[1].close()    # the host file changed: its old connections are stale
+            entry = (key, _Pool(lambda: self._connect(host)))
+            self._pools[host.name] = entry
+        return entry[1]
+
+    async def _connect(self, host: Host) -> asyncssh.SSHClientConnection:
+        self._check_jumps(host)
+        if not host.jump:
+            return await self._dial(host, ())
+        jump = self.resolve(host.jump)
+        pool = self._pool(jump)
+        try:
+            link = await pool.acquire(self.settings.connect_timeout)
+        except HostUnreachable as e:
+            raise HostUnreachable(f"{host.name}: through jump host {e}") from None
+        try:
+            # A tunnel is a direct-tcpip channel, not a session: MaxSessions does
+            # not count it, and it lives as long as the jump connection.
+            return await self._dial(host, link.conn)
+        finally:
+            pool.release(link)
+
+    def _check_jumps(self, host: Host) -> None:
+        seen = [host.name]
+        while host.jump:
+            nxt = self.resolve(host.jump)
+            if nxt is None or nxt.is_local:
+                raise HostUnreachable(f"{seen[0]}: jump host {host.jump} is not an SSH host "
+                                      f"in hosts/{host.jump}.yaml")
+            if nxt.name in seen or len(seen) > MAX_JUMPS:
+                raise HostUnreachable(f"{seen[0]}: jump hosts loop: {' -> '.join(seen + [nxt.name])}")
+            seen.append(nxt.name)
+            host = nxt
+
+    async def _dial(self, host: Host, tunnel) -> asyncssh.SSHClientConnection:
+        s = self.settings
+        options = dict(port=host.port, known_hosts=known_hosts(s), config=[],
+                       connect_timeout=s.connect_timeout, keepalive_interval=s.keepalive_interval,
+                       keepalive_count_max=s.keepalive_count_max, tunnel=tunnel)
+        if host.user:
+            options["username"] = host.user
+        if s.client_keys is not None:
+            options["client_keys"] = [str(Path(k).expanduser()) for k in s.client_keys]
+        try:
+            return await asyncssh.connect(host.address, **options)
+        except asyncssh.HostKeyNotVerifiable:
+            raise HostUnreachable(untrusted_key_message(host, s)) from None
+        except asyncssh.PermissionDenied:
+            raise HostUnreachable(
+                f"{host.name}: login as {host.user or 'the controller user'} refused: no key was "
+                f"accepted (ssh.client_keys {list(s.client_keys) if s.client_keys else 'unset: the SSH agent and ~/.ssh/id_*'})"
+            ) from None
+        except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as e:
+            raise HostUnreachable(f"{host.name}: cannot connect to {_where(host)}: {describe(e)}") from None
+
+    # ---- commands ------------------------------------------------------------------
+    async def _exec(self, link: _Link, command: str, timeout: float | None = None
+                    ) -> tuple[int | None, bytes, bytes]:
+        timeout = timeout or self.settings.command_timeout
+        try:
+            done = await asyncio.wait_for(
+                link.conn.run(command, stdin=asyncssh.DEVNULL, encoding=None, check=False), timeout)
+        except asyncio.TimeoutError:
+            # No answer in time: the peer is most likely gone. Drop the connection
+            # so the next call dials afresh instead of waiting on a dead one.
+            link.conn.abort()
+            raise HostUnreachable(f"no answer within {timeout:.0f} s") from None
+        return done.exit_status, done.stdout or b"", done.stderr or b""
+
+    async def _workdir(self, host: Host, link: _Link) -> str:
+        wd = host.workdir.rstrip("/") or "/"
+        if wd.startswith("/"):
+            return posixpath.normpath(wd)
+        if wd.startswith("~") and not (wd == "~" or wd.startswith("~/")):
+            raise HostUnreachable(f"{host.name}: workdir {wd!r}: ~user is not supported, "
+                                  "write an absolute path")
+        pool = self._pool(host)
+        if pool.home is None:
+            code, out, _ = await self._exec(link, remote.HOME)
+            home = out.decode("utf-8", "surrogateescape")
+            if code != 0 or not home.startswith("/"):
+                raise HostUnreachable(f"{host.name}: no home directory to resolve workdir {wd!r}")
+            pool.home = home
+        rel = wd[2:] if wd.startswith("~/") else "" if wd == "~" else wd
+        return posixpath.normpath(posixpath.join(pool.home, rel))
+
+
+# ---- SFTP: run dirs written whole ----------------------------------------------------
+
+async def _run_dir_state(sftp: asyncssh.SFTPClient, path: str) -> str:
+    """absent, unclaimed (uploaded but never started) or claimed (a wrapper took it)."""
+    if not await sftp.isdir(path):
+        return "absent"
+    marks = await asyncio.gather(*(sftp.exists(posixpath.join(path, n))
+                                   for n in ("lock", "pid", "result")))
+    return "claimed" if any(marks) else "unclaimed"
+
+
+async def _upload(sftp: asyncssh.SFTPClient, path: str, files: dict[str, bytes]) -> bool:
+    """Write the run dir in a temp dir and rename it into place: never seen half-written."""
+    parent = posixpath.dirname(path)
+    await sftp.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{secrets.token_hex(4)}")
+    await sftp.mkdir(tmp, asyncssh.SFTPAttrs(permissions=0o700))
+    try:
+        await asyncio.gather(*(_put(sftp, posixpath.join(tmp, n), data) for n, data in files.items()))
+        await sftp.rename(tmp, path)
+    except asyncssh.SFTPError:
+        await sftp.rmtree(tmp, ignore_errors=True)
+        if await sftp.isdir(path):
+            return False
+        raise
+    return True
+
+
+async def _put(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
+    async with sftp.open(path, "wb") as f:
+        await f.write(data)
+
+
+# ---- host keys -------------------------------------------------------------------
+
+def known_hosts(settings: SSHConfig):
+    """The trusted keys: the configured file, or none at all. Never None (= trust anything)."""
+    path = Path(settings.known_hosts).expanduser()
+    if path.is_file():
+        return asyncssh.read_known_hosts(str(path))
+    return asyncssh.import_known_hosts("")
+
+
+def untrusted_key_message(host: Host, settings: SSHConfig) -> str:
+    path = Path(settings.known_hosts).expanduser()
+    listed = False
+    if path.is_file():
+        listed = bool(asyncssh.read_known_hosts(str(path)).match(host.address, "", host.port)[0])
+    what = "CHANGED since it was added to" if listed else "not in"
+    return (f"{host.name}: the host key of {_where(host)} is {what} {path}: run "
+            f"`fleet hosts scan {host.name}`, check its fingerprint, and add the line to {path}"
+            + (" in place of the old one" if listed else ""))
+
+
+async def scan(host: Host, settings: SSHConfig, resolve: Callable[[str], Host | None]
+               ) -> tuple[str, str]:
+    """(known_hosts line, fingerprint) of the key `host` presents, through its jump host."""
+    ex = SSHExecutor(settings, resolve)
+    try:
+        tunnel = ()
+        if host.jump:
+            ex._check_jumps(host)
+            tunnel = (await ex._pool(resolve(host.jump)).acquire(settings.connect_timeout)).conn
+        try:
+            key = await asyncssh.get_server_host_key(
+                host.address, host.port, tunnel=tunnel, config=[],
+                connect_timeout=settings.connect_timeout)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+            raise HostUnreachable(f"{host.name}: cannot connect to {_where(host)}: {describe(e)}") from None
+        if key is None:
+            raise HostUnreachable(f"{host.name}: the server presented no host key")
+        pattern = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+        body = key.export_public_key("openssh").decode().split()[:2]
+        return f"{pattern} {' '.join(body)}", key.get_fingerprint("sha256")
+    finally:
+        await ex.close()
+
+
+# ---- messages --------------------------------------------------------------------
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(e, asyncssh.Error) and e.reason:
+        return e.reason
+    return str(e) or type(e).__name__
+
+
+def _where(host: Host) -> str:
+    user = f"{host.user}@" if host.user else ""
+    return f"{user}{host.address}:{host.port}"
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").strip()[-300:]
