@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import statusfile
+from .config import SSHConfig
 from .desired import DesiredBuilder
 from .executor import Executor, HostUnreachable, RunSpec
 from .gitstore import SPEC_DIRS, GitError, GitStore
+from .hosts import HostWatch, busy_hosts
 from .local import LocalExecutor
 from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
                     Result, RunReport, SetStatus, StartRun, State, StopRun)
@@ -47,7 +49,8 @@ class PassResult:
 class Engine:
     def __init__(self, store: GitStore, state_dir: Path,
                  clock: Callable[[], datetime] = utcnow,
-                 executors: Callable[[Host], Executor | None] | None = None):
+                 executors: Callable[[Host], Executor | None] | None = None,
+                 ssh: SSHConfig | None = None):
         self.store = store
         self.clock = clock
         # Target repos are fetched at most every few seconds for merge checks;
@@ -59,13 +62,25 @@ class Engine:
         self.commit: str | None = None
         self.focus: set[str] = set()             # changed since the last pass
         self.start_failures: dict[str, RunReport] = {}  # run id -> why its start failed
-        self.hosts_down: dict[str, str] = {}
+        self.ssh_settings = ssh or SSHConfig()
+        # Health checks, hosts lost mid-run and abandoned runs (see hosts.py).
+        self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock)
+        self.hosts_down: dict[str, str] = self.watch.down
         self.stopping: set[asyncio.Task] = set()
+        self._stopping_runs: set[str] = set()
         self._local = LocalExecutor()
+        self._ssh = None
+        self._health_job: asyncio.Task | None = None
+        self._health_at = float("-inf")
         self._executor_for = executors or self._default_executor
 
     def _default_executor(self, host: Host) -> Executor | None:
-        return self._local if host.is_local else None
+        if host.is_local:
+            return self._local
+        if self._ssh is None:
+            from .ssh import SSHExecutor    # asyncssh is loaded only by fleets with SSH hosts
+            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self.desired.hosts.get(n))
+        return self._ssh
 
     # ---- git -> desired ----------------------------------------------------------
     async def sync(self) -> bool:
@@ -98,11 +113,12 @@ class Engine:
 
     # ---- observe ---------------------------------------------------------------------
     async def observe(self) -> Observed:
-        runs: dict[str, RunReport] = {}
+        by_host: dict[str, list[str]] = {}
         for st in self.book.in_states(*ACTIVE):
-            report = await self._poll(st.host or "", st.run_id or "")
-            if report is not None:
-                runs[st.run_id] = report
+            by_host.setdefault(st.host or "", []).append(st.run_id or "")
+        # Hosts are polled concurrently: one slow or dead host does not hold up the others.
+        polled = await asyncio.gather(*(self._poll(h, ids) for h, ids in by_host.items()))
+        runs = {r.run_id: r for reports in polled for r in reports}
         merged = await asyncio.to_thread(self.targets.merged, self._merge_checks())
         down = dict(self.hosts_down)
         for host in self.desired.hosts.values():
@@ -110,14 +126,29 @@ class Engine:
                 down[host.name] = f"no executor for address {host.address!r} in this version"
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
 
-    async def _poll(self, host_name: str, run_id: str) -> RunReport | None:
-        if run_id in self.start_failures:
-            return self.start_failures[run_id]
+    async def _poll(self, host_name: str, run_ids: list[str]) -> list[RunReport]:
+        reports = [self.start_failures[r] for r in run_ids if r in self.start_failures]
+        todo = [r for r in run_ids if r not in self.start_failures]
         host = self.desired.hosts.get(host_name)
-        executor = self._executor_for(host) if host else None
+        executor = self._executor_for(host) if host and todo else None
         if executor is None:
-            return None
-        return await executor.poll(host, run_id)
+            return reports
+        if host_name in self.watch.unreachable:
+            # The health checks notice its return; until then its runs wait, then are lost.
+            return reports + self._lost(host_name, todo, self.hosts_down.get(host_name, ""))
+        try:
+            many = getattr(executor, "poll_many", None)    # one remote command per host
+            found = await many(host, todo) if many else {r: await executor.poll(host, r) for r in todo}
+        except HostUnreachable as e:
+            self.watch.mark_down(host_name, str(e))
+            return reports + self._lost(host_name, todo, str(e))
+        for run_id in todo:
+            self.watch.seen(run_id)
+        return reports + [r for r in found.values() if r is not None]
+
+    def _lost(self, host: str, run_ids: list[str], why: str) -> list[RunReport]:
+        reports = (self.watch.lost(r, host, why) for r in run_ids)
+        return [r for r in reports if r is not None]
 
     def _merge_checks(self) -> list[tuple[str, str, str, str]]:
         checks = []
@@ -191,7 +222,9 @@ class Engine:
         try:
             await executor.start(self._spec(action, host))
         except HostUnreachable as e:
-            self.hosts_down[action.host] = str(e)
+            self.watch.mark_down(action.host, str(e))
+            # It may have started before the connection broke: kill it when the host returns.
+            self.watch.abandon(action.host, action.run_id)
             self._unreachable(action, str(e))
         except ValueError as e:
             # The executor refused the spec (bad env name, NUL byte, ...): a
@@ -226,12 +259,42 @@ class Engine:
     def _stop(self, action: StopRun) -> None:
         host = self.desired.hosts.get(action.host)
         executor = self._executor_for(host) if host else None
-        if executor is None:
+        if executor is None or action.run_id in self._stopping_runs:
             return
-        grace = self.desired.settings.cancel_grace
-        job = asyncio.get_running_loop().create_task(executor.stop(host, action.run_id, grace))
+        job = asyncio.get_running_loop().create_task(self._stop_run(executor, host, action.run_id))
+        self._stopping_runs.add(action.run_id)
         self.stopping.add(job)
         job.add_done_callback(self.stopping.discard)
+
+    async def _stop_run(self, executor: Executor, host: Host, run_id: str) -> None:
+        try:
+            await executor.stop(host, run_id, self.desired.settings.cancel_grace)
+        except HostUnreachable as e:
+            self.watch.mark_down(host.name, str(e))
+            self.watch.abandon(host.name, run_id)     # stopped when the host returns
+        else:
+            self.watch.forget(run_id)
+        finally:
+            self._stopping_runs.discard(run_id)
+
+    async def check_hosts(self) -> None:
+        """One round of host health checks, then stop abandoned runs on hosts that are back."""
+        try:
+            await self.watch.check(self.desired, self._executor_for, busy_hosts(self.book, self.watch))
+        except Exception:       # a bug in a check must not stop the controller
+            log.exception("host health check failed")
+        for host, run_id in self.watch.to_stop(self.desired):
+            self._stop(StopRun("", host.name, run_id, "abandoned: its task moved on"))
+
+    def _health_due(self, loop: asyncio.AbstractEventLoop, first: bool) -> asyncio.Task | None:
+        """The next round of checks when it is due and none is running."""
+        if self._health_job is not None and not self._health_job.done():
+            return None
+        if not first and loop.time() < self._health_at:
+            return None
+        self._health_at = loop.time() + self.ssh_settings.health_interval
+        self._health_job = loop.create_task(self.check_hosts())
+        return self._health_job
 
     # ---- loops ---------------------------------------------------------------------------
     def busy(self) -> bool:
@@ -247,6 +310,7 @@ class Engine:
         passes = 0
         last_sync = float("-inf")
         loop = asyncio.get_running_loop()
+        checked = False
         while max_passes is None or passes < max_passes:
             passes += 1
             every = interval or self.desired.settings.poll_interval if self.desired else 0
@@ -258,6 +322,10 @@ class Engine:
                     raise GitError("cannot read the fleet repository")
                 await asyncio.sleep(tick)
                 continue
+            job = self._health_due(loop, first=not checked)
+            if job is not None and not checked:
+                await job       # the first round decides where the first runs may go
+            checked = True
             result = await self.step()
             started = any(isinstance(a, StartRun) for a in result.actions)
             if once and not started and not self.busy():
@@ -265,6 +333,10 @@ class Engine:
             await asyncio.sleep(0 if started else tick)
         if self.stopping:
             await asyncio.gather(*self.stopping, return_exceptions=True)
+        if self._health_job is not None:
+            self._health_job.cancel()
+        if self._ssh is not None:
+            await self._ssh.close()
 
     async def _sync_logged(self) -> None:
         try:
