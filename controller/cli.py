@@ -1,4 +1,4 @@
-"""Command line: `fleet init|validate|plan|run|status|demo` (also `python -m controller`).
+"""Command line: `fleet init|validate|plan|run|status|hosts|demo` (also `python -m controller`).
 
 Parses arguments, loads the controller config, and hands over to the engine,
 the validator or the demo. Errors a person can fix are printed as one line on
@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
                                     help="reconcile until nothing is in flight, then exit")
     sub.choices["status"].add_argument("--json", action="store_true", help="machine-readable output")
 
+    s = sub.add_parser("hosts", help="SSH hosts: `fleet hosts scan NAME` prints the known_hosts line")
+    s.add_argument("action", choices=["scan"])
+    s.add_argument("name", help="the host's name (hosts/NAME.yaml)")
+    s.add_argument("--repo", help="the fleet repository: a bare path or a URL")
+    s.add_argument("--config", help="controller config file (or $FLEET_CONFIG)")
+    s.set_defaults(func=_cmd_hosts)
+
     s = sub.add_parser("demo", help="a self-contained tour in a temporary directory")
     s.add_argument("--keep", action="store_true", help="keep the temporary directory")
     s.set_defaults(func=_cmd_demo)
@@ -74,7 +81,7 @@ def _engine(config: Config, repo: str):
     key = hashlib.sha256(repo.encode()).hexdigest()[:12]
     state = config.state_dir / "repos" / key
     state.mkdir(parents=True, exist_ok=True)
-    return Engine(GitStore(repo, state, config.branch), state)
+    return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh)
 
 
 def _cmd_init(args) -> int:
@@ -112,6 +119,12 @@ def _cmd_status(args) -> int:
     config, repo = _settings(args)
     engine = _engine(config, repo)
     return asyncio.run(print_status(engine, as_json=args.json))
+
+
+def _cmd_hosts(args) -> int:
+    from .hosts import scan_command
+    config, repo = _settings(args)
+    return asyncio.run(scan_command(_engine(config, repo), args.name))
 
 
 def _cmd_demo(args) -> int:
