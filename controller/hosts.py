@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,29 @@ def busy_hosts(book, watch: HostWatch) -> set[str]:
 def _first_line(data: bytes) -> str:
     text = data.decode("utf-8", "replace")
     return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:200]
+
+
+async def scan_command(engine, name: str) -> int:
+    """`fleet hosts scan NAME`: the known_hosts line for the key the host presents.
+
+    The line goes to stdout (so `>> known_hosts` works), the fingerprint and
+    how to check it to stderr: the person decides to trust it, never fleet.
+    """
+    from .ssh import scan           # asyncssh stays out of every other command
+    await engine.sync()
+    host = engine.desired.hosts.get(name)
+    if host is None or host.is_local:
+        why = "is local: it needs no SSH" if host else f"does not exist (no hosts/{name}.yaml)"
+        print(f"fleet: host {name} {why}", file=sys.stderr)
+        return 2
+    try:
+        line, fingerprint = await scan(host, engine.ssh_settings, engine.desired.hosts.get)
+    except HostUnreachable as e:
+        print(f"fleet: {e}", file=sys.stderr)
+        return 2
+    known = Path(engine.ssh_settings.known_hosts).expanduser()
+    print(f"# {name} presents {fingerprint}. Check it on the host itself "
+          f"(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then append this line to {known}:",
+          file=sys.stderr)
+    print(line)
+    return 0
