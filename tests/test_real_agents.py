@@ -246,3 +246,26 @@ def test_claude_bypass_permissions_as_root_needs_is_sandbox(tmp_path, claude_bin
     assert st["state"] == "failed" and st["message"].startswith("agent exited 1")
     (run_dir,) = w.run_dirs()
     assert "cannot be used with root/sudo privileges" in (run_dir / "stderr").read_text()
+
+
+@pytest.mark.parametrize("fmt, state", [("stream-json", "review_pending"), ("json", "failed")])
+def test_claude_progress_keeps_a_busy_run_from_stalling(tmp_path, claude_bin, fmt, state):
+    """Why the profile uses stream-json: `json` prints nothing until the end of the run."""
+    w = AgentWorld(tmp_path)
+    steps = [run(f"sleep 1; echo step {n} >> hello.txt") for n in range(3)]
+    with MessagesServer([*steps, say("Three steps done.")]) as model:
+        doc = claude_profile(model.url, claude_bin, w.home)
+        i = doc["command"].index("--output-format")
+        assert doc["command"][i + 1:i + 3] == ["stream-json", "--verbose"]
+        if fmt == "json":
+            doc["command"][i + 1:i + 3] = ["json"]
+        w.add_agent(doc)
+        w.add_task("busy", "claude-code", stall_timeout="2s", max_attempts=1)
+        w.push()
+        w.run_once()
+    st = w.status("busy")
+    assert st["state"] == state, st["message"]
+    if fmt == "json":
+        assert st["message"].startswith("stalled: no output for 2s")
+    else:
+        assert st["result"]["summary"] == "Three steps done."
