@@ -118,10 +118,10 @@ class AgentWorld(World):
         runs = self.workdir / "runs"
         return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
-    def run_once(self) -> None:
+    def run_once(self, engine: Engine | None = None) -> None:
         """`fleet run --once` in process, bounded; every run is stopped afterwards."""
         state = self.root / "state"
-        engine = Engine(GitStore(str(self.fleet), state), state)
+        engine = engine or Engine(GitStore(str(self.fleet), state), state)
         try:
             asyncio.run(asyncio.wait_for(engine.run(once=True, tick=0.05), timeout=RUN_LIMIT))
         finally:

@@ -6,8 +6,9 @@ provider settings and environment, see tests/realagents.py), and checks what a
 person would: the state, the branch in the target repository, the status
 message and result. The model is a scripted server on 127.0.0.1
 (tests/modelservers.py), so the CLIs run offline, for real, in about a second.
-The binaries come from `make test` (npm, pinned in tools/agents/package.json);
-without node or npm these tests skip, and under CI they fail instead.
+One runs over SSH to the test sshd. The binaries come from `make test` (npm,
+pinned in tools/agents/package.json); without node or npm these tests skip,
+and under CI they fail instead.
 """
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ import os
 
 import pytest
 
-from .modelservers import MessagesServer, ResponsesServer, error, hang, run, say, use, free_port
+from controller.cli import _engine as cli_engine
+from controller.config import load_config
+
+from .modelservers import MessagesServer, ResponsesServer, error, free_port, hang, run, say, use
 from .realagents import AgentWorld, agent_bin, claude_profile, codex_profile, history, profile
+from .sshd import Sshd
 
 HELLO = "printf 'hello from the agent\\n' > hello.txt"
 
@@ -269,3 +274,33 @@ def test_claude_progress_keeps_a_busy_run_from_stalling(tmp_path, claude_bin, fm
         assert st["message"].startswith("stalled: no output for 2s")
     else:
         assert st["result"]["summary"] == "Three steps done."
+
+
+
+# ---- over SSH ------------------------------------------------------------------------
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = Sshd(tmp_path / "sshd").start()
+    yield server
+    server.kill()
+
+
+def test_codex_over_ssh_reaches_review(tmp_path, codex_bin, sshd):
+    """The same profile on an SSH host (the test sshd on 127.0.0.1) instead of `local`."""
+    w = AgentWorld(tmp_path)
+    (w.person / "hosts" / "local.yaml").unlink()
+    w.write("hosts/ssh-1.yaml", sshd.host("ssh-1", w.workdir, capabilities=["codex"]))
+    config = tmp_path / "controller.yaml"
+    config.write_text(sshd.config_text(tmp_path / "state"))
+    with ResponsesServer([run(HELLO), say("Created hello.txt over SSH.")]) as model:
+        w.add_agent(codex_profile(model.url, codex_bin, w.home))
+        w.add_task("hello-ssh", "codex")
+        w.push()
+        w.run_once(cli_engine(load_config(str(config)), str(w.fleet)))
+    st = w.status("hello-ssh")
+    assert st["state"] == "review_pending", st["message"]
+    assert st["host"] == "ssh-1"
+    assert w.target_file("task/hello-ssh", "hello.txt") == "hello from the agent\n"
+    assert st["result"]["summary"] == "Created hello.txt over SSH."
+    assert st["result"]["session_id"] and st["result"]["tokens"]["input"] == 20
