@@ -132,6 +132,28 @@ def test_claude_task_reaches_review_with_cost(tmp_path, claude_bin):
     assert not (w.home / ".claude").exists() and not (w.home / ".claude.json").exists()
 
 
+
+def test_claude_uses_the_host_users_login_and_settings(tmp_path, claude_bin):
+    """No key in the env: ~/.claude/settings.json's apiKeyHelper reaches the run."""
+    w = AgentWorld(tmp_path)
+    with MessagesServer([run(HELLO), say("Done.")]) as model:
+        user_conf = w.home / ".claude"
+        user_conf.mkdir(parents=True)
+        (user_conf / "settings.json").write_text('{"apiKeyHelper": "echo sk-helper"}')
+        (user_conf / ".credentials.json").write_text("{}")
+        doc = claude_profile(model.url, claude_bin, w.home)
+        del doc["env"]["ANTHROPIC_API_KEY"]
+        w.add_agent(doc)
+        w.add_task("logged-in", "claude-code")
+        w.push()
+        w.run_once()
+    st = w.status("logged-in")
+    assert st["state"] == "review_pending", st["message"]
+    assert model.model_requests()[0].headers["x-api-key"] == "sk-helper"
+    (run_dir,) = w.run_dirs()
+    assert (run_dir / "claude-config" / ".credentials.json").is_symlink()
+
+
 # ---- the model endpoint fails ------------------------------------------------------
 
 def test_codex_http_500_fails_the_attempt_and_the_retry_succeeds(tmp_path, codex_bin):
