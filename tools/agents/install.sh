@@ -25,5 +25,10 @@ echo "install.sh: installing the pinned agent CLIs into $dir" >&2
 rm -rf "$dir"
 mkdir -p "$dir"
 cp "$here/package.json" "$dir/package.json"
-npm install --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
+if ! npm install --prefix "$dir" --no-audit --no-fund --loglevel=error >&2; then
+    # Offline laptop: run the rest of the suite. CI: a skip would hide the breakage.
+    echo "install.sh: npm install failed: real Codex/Claude Code tests will be skipped" >&2
+    [ -z "${CI:-}" ] || exit 1
+    exit 0
+fi
 cp "$here/package.json" "$dir/.installed"
