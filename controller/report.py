@@ -40,8 +40,10 @@ async def print_status(engine: Engine, as_json: bool = False) -> int:
     ids = sorted(set(desired.tasks) | set(desired.invalid) | set(engine.book))
     rows = [_row(t, engine.book.get(t)) for t in ids]
     load = Counter(st.host for st in engine.book.in_states(*ACTIVE) if st.host)
+    health = engine.watch.load_health()     # written by the running controller's checks
     hosts = [{"name": h.name, "address": h.address, "load": load[h.name],
-              "max_concurrent": h.max_concurrent, "capabilities": sorted(h.capabilities)}
+              "max_concurrent": h.max_concurrent, "capabilities": sorted(h.capabilities),
+              "health": health.get(h.name)}
              for h in sorted(desired.hosts.values(), key=lambda h: h.name)]
     if as_json:
         print(json.dumps({"commit": engine.commit, "tasks": rows, "hosts": hosts}, indent=2))
@@ -49,9 +51,9 @@ async def print_status(engine: Engine, as_json: bool = False) -> int:
     _table(["TASK", "STATE", "ATTEMPT", "HOST", "MESSAGE"],
            [[r["task"], r["state"], str(r["attempt"]), r["host"] or "-", r["message"]] for r in rows])
     print()
-    _table(["HOST", "ADDRESS", "LOAD", "CAPABILITIES"],
+    _table(["HOST", "ADDRESS", "LOAD", "CAPABILITIES", "HEALTH"],
            [[h["name"], h["address"], f"{h['load']}/{h['max_concurrent']}",
-             ",".join(h["capabilities"])] for h in hosts])
+             ",".join(h["capabilities"]), _health(h)] for h in hosts])
     return 0
 
 
@@ -64,6 +66,19 @@ def _row(task_id: str, st: Status | None) -> dict:
             "message": st.message, "review_count": st.review_count, "run_id": st.run_id,
             "outcome": result.outcome if result else None,
             "summary": result.summary if result else None}
+
+
+def _health(host: dict) -> str:
+    """`ok (codex 0.58.0, ...)`, `DOWN: why`, or why there is nothing to show."""
+    h = host["health"]
+    if host["address"] == "local":
+        return "local"
+    if not h:
+        return "not checked yet" if host["max_concurrent"] else "drained: not checked"
+    if not h.get("ok"):
+        return f"DOWN at {h.get('checked_at', '?')}: {h.get('error', '')}"
+    versions = ", ".join(f"{a} {v}" for a, v in sorted(h.get("versions", {}).items()))
+    return f"ok at {h.get('checked_at', '?')}" + (f" ({versions})" if versions else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
