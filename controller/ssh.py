@@ -376,9 +376,8 @@ async def scan(host: Host, settings: SSHConfig, resolve: Callable[[str], Host | 
             ex._check_jumps(host)
             tunnel = (await ex._pool(resolve(host.jump)).acquire(settings.connect_timeout)).conn
         try:
-            key = await asyncssh.get_server_host_key(
-                host.address, host.port, tunnel=tunnel, config=[],
-                connect_timeout=settings.connect_timeout)
+            key = await asyncio.wait_for(asyncssh.get_server_host_key(
+                host.address, host.port, tunnel=tunnel, config=[]), settings.connect_timeout)
         except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
             raise HostUnreachable(f"{host.name}: cannot connect to {_where(host)}: {describe(e)}") from None
         if key is None:
