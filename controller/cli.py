@@ -110,8 +110,23 @@ def _cmd_plan(args) -> int:
 def _cmd_run(args) -> int:
     config, repo = _settings(args)
     engine = _engine(config, repo)
+    _lock(engine.state_dir)
     asyncio.run(engine.run(once=args.once, poll_interval=config.poll_interval))
     return 0
+
+
+def _lock(state_dir: Path) -> None:
+    """One controller per repository and state dir: a second one would start runs twice."""
+    import fcntl
+    handle = open(state_dir / "controller.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(f"another fleet run is already using {state_dir}: stop it first") from None
+    _LOCKS.append(handle)     # held until the process exits
+
+
+_LOCKS: list = []
 
 
 def _cmd_status(args) -> int:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,13 +26,14 @@ from .gitstore import SPEC_DIRS, GitError, GitStore
 from .hosts import HostWatch, busy_hosts
 from .local import LocalExecutor
 from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
-                    Result, RunReport, SetStatus, StartRun, State, StopRun)
+                    Result, RunReport, SetStatus, StartRun, State, StopRun, Task)
 from .planner import plan
 from .prompt import build_prompt
 from .statusbook import StatusBook
 from .targets import Targets
 
 log = logging.getLogger("fleet")
+MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
 
 
 def utcnow() -> datetime:
@@ -44,6 +45,7 @@ class PassResult:
     actions: list[Action] = field(default_factory=list)
     commit: str | None = None
     lines: list[str] = field(default_factory=list)   # one per transition
+    written: bool = False                            # the pass's statuses are on record
 
 
 class Engine:
@@ -52,6 +54,7 @@ class Engine:
                  executors: Callable[[Host], Executor | None] | None = None,
                  ssh: SSHConfig | None = None):
         self.store = store
+        self.state_dir = state_dir
         self.clock = clock
         # Target repos are fetched at most every few seconds for merge checks;
         # run() asks for a fresh look when it starts.
@@ -73,6 +76,9 @@ class Engine:
         self._health_job: asyncio.Task | None = None
         self._health_at = float("-inf")
         self._executor_for = executors or self._default_executor
+        self._known_hosts: dict[str, Host] = {}
+        self._known_specs: dict[str, Task] = {}
+        self.write_failures = 0                  # status commits failed in a row
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
@@ -100,6 +106,7 @@ class Engine:
         else:
             self.focus |= self.builder.changed_tasks
         self.commit = tip
+        self.targets.min_interval = self.desired.settings.poll_interval
         return True
 
     def _cold_focus(self) -> set[str]:
@@ -114,8 +121,11 @@ class Engine:
     # ---- observe ---------------------------------------------------------------------
     async def observe(self) -> Observed:
         by_host: dict[str, list[str]] = {}
-        for st in self.book.in_states(*ACTIVE):
-            by_host.setdefault(st.host or "", []).append(st.run_id or "")
+        for st in self.book.in_flight():
+            if st.state in ACTIVE:
+                by_host.setdefault(st.host or "", []).append(st.run_id or "")
+            if st.stopping is not None:
+                by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
         # Hosts are polled concurrently: one slow or dead host does not hold up the others.
         polled = await asyncio.gather(*(self._poll(h, ids) for h, ids in by_host.items()))
         runs = {r.run_id: r for reports in polled for r in reports}
@@ -129,7 +139,7 @@ class Engine:
     async def _poll(self, host_name: str, run_ids: list[str]) -> list[RunReport]:
         reports = [self.start_failures[r] for r in run_ids if r in self.start_failures]
         todo = [r for r in run_ids if r not in self.start_failures]
-        host = self.desired.hosts.get(host_name)
+        host = self._host(host_name)
         executor = self._executor_for(host) if host and todo else None
         if executor is None:
             return reports
@@ -142,6 +152,11 @@ class Engine:
         except HostUnreachable as e:
             self.watch.mark_down(host_name, str(e))
             return reports + self._lost(host_name, todo, str(e))
+        except Exception as e:      # one bad run dir must not stop every other task
+            log.exception("cannot read the runs %s on %s", todo, host_name)
+            why = f"cannot read the run's result: {type(e).__name__}: {e}"
+            return reports + [RunReport(r, Phase.EXITED, error=why,
+                                        result=Result(outcome="failure", summary=why)) for r in todo]
         for run_id in todo:
             self.watch.seen(run_id)
         return reports + [r for r in found.values() if r is not None]
@@ -150,10 +165,31 @@ class Engine:
         reports = (self.watch.lost(r, host, why) for r in run_ids)
         return [r for r in reports if r is not None]
 
+    def _host(self, name: str) -> Host | None:
+        """The host by name; one removed from the repo while it has runs is still known."""
+        return self.desired.hosts.get(name) or self._known_hosts.get(name)
+
+    def _remember(self) -> None:
+        """Keep the hosts and last valid specs of in-flight tasks, so a host file
+        removed or a task file broken mid-run does not lose the run; and hand the
+        planner the specs of in-flight tasks whose file is now invalid."""
+        flight = self.book.in_flight() + self.book.in_states(State.REVIEW_PENDING)
+        hosts, specs = {}, {}
+        for st in flight:
+            for name in {st.host, st.stopping[0] if st.stopping else None} - {None}:
+                if (h := self._host(name)) is not None:
+                    hosts[name] = h
+            if (t := self.desired.tasks.get(st.task) or self._known_specs.get(st.task)):
+                specs[st.task] = t
+        self._known_hosts, self._known_specs = hosts, specs
+        stale = {t: specs[t] for t in self.desired.invalid if t in specs}
+        if stale or self.desired.stale:
+            self.desired = replace(self.desired, stale=stale)
+
     def _merge_checks(self) -> list[tuple[str, str, str, str]]:
         checks = []
         for st in self.book.in_states(State.REVIEW_PENDING):
-            task = self.desired.tasks.get(st.task)
+            task = self.desired.tasks.get(st.task) or self.desired.stale.get(st.task)
             if task and st.result and st.result.commit:
                 checks.append((st.task, task.repo, task.base, st.result.commit))
         return checks
@@ -162,12 +198,16 @@ class Engine:
     async def step(self) -> PassResult:
         """One reconcile pass. The caller syncs first when it wants new specs."""
         now = self.clock()
+        self._remember()
         observed = await self.observe()
         focus = self.focus | self.book.unfinished
         actions = plan(self.desired, observed, now, focus=focus)
         result = PassResult(actions=actions)
         if not await self._write(actions, result):
+            self.write_failures += 1
             return result       # nothing may start before its status is on record
+        self.write_failures = 0
+        result.written = True
         self.focus = set()
         for action in actions:
             if isinstance(action, StartRun):
@@ -257,7 +297,7 @@ class Engine:
                        env=tuple(env))
 
     def _stop(self, action: StopRun) -> None:
-        host = self.desired.hosts.get(action.host)
+        host = self._host(action.host)
         executor = self._executor_for(host) if host else None
         if executor is None or action.run_id in self._stopping_runs:
             return
@@ -300,7 +340,7 @@ class Engine:
     def busy(self) -> bool:
         """Runs in flight, retries pending or stops unfinished: --once keeps going."""
         waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
-        return bool(waiting or self.stopping)
+        return bool(waiting or self.stopping or self.book.in_flight())
 
     async def run(self, once: bool, poll_interval: float | None = None,
                   tick: float = 0.5, max_passes: int | None = None) -> None:
@@ -327,6 +367,9 @@ class Engine:
                 await job       # the first round decides where the first runs may go
             checked = True
             result = await self.step()
+            if not result.written:
+                await self._after_write_failure(once, tick)
+                continue
             started = any(isinstance(a, StartRun) for a in result.actions)
             if once and not started and not self.busy():
                 break
@@ -337,6 +380,13 @@ class Engine:
             self._health_job.cancel()
         if self._ssh is not None:
             await self._ssh.close()
+
+    async def _after_write_failure(self, once: bool, tick: float) -> None:
+        """Back off after a failed status commit; --once gives up after a few."""
+        if once and self.write_failures >= MAX_WRITE_FAILURES:
+            raise GitError(f"status commits failed {self.write_failures} times in a row; "
+                           "see the errors above (is the fleet repository writable?)")
+        await asyncio.sleep(min(tick * 2 ** self.write_failures, 60.0))
 
     async def _sync_logged(self) -> None:
         try:

@@ -123,6 +123,9 @@ class Desired:
     settings: Settings = Settings()
     invalid: Mapping[str, str] = field(default_factory=dict)  # task id -> why its spec is unusable
     commit: str = ""
+    # The last valid spec of in-flight tasks whose file is now invalid: their
+    # run is still followed to its end, but nothing new starts.
+    stale: Mapping[str, Task] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,9 @@ class Status:
     runs: int = 0                  # runs ever started: makes run ids unique
     feedback_seen: int = 0         # feedback entries already acted on
     rerun_seen: str | None = None  # the task's `rerun` value this status has honoured
+    # (host, run id) of a run asked to stop and not yet seen gone: until it is,
+    # the task starts nothing new and the run keeps its slot on that host.
+    stopping: tuple[str, str] | None = None
 
 
 class Phase(str, enum.Enum):

@@ -16,8 +16,14 @@ class Placement:
     def __init__(self, desired: Desired, observed: Observed, statuses: Iterable[Status | None]):
         self.desired = desired
         self.observed = observed
-        self.load: Counter[str] = Counter(
-            st.host for st in statuses if st is not None and st.state in ACTIVE and st.host)
+        self.load: Counter[str] = Counter()
+        for st in statuses:
+            if st is None:
+                continue
+            if st.state in ACTIVE and st.host:
+                self.load[st.host] += 1
+            if st.stopping is not None:     # a run still stopping holds its slot
+                self.load[st.stopping[0]] += 1
 
     def blocker(self, task: Task, status_of: Callable[[str], Status | None]) -> str | None:
         """A sentence saying what must change before the task can start, or None."""

@@ -59,6 +59,7 @@ class _Pass:
         self.reasons: dict[str, list[str]] = {}
         self.deleted: dict[str, str] = {}
         self.runs: list[Action] = []
+        self.stops: dict[str, tuple[str, str]] = {}   # task -> (host, run id) stopped now
 
     # ---- the pass ------------------------------------------------------------
     def run(self, focus: Iterable[str] | None) -> list[Action]:
@@ -73,6 +74,10 @@ class _Pass:
         return set(d.tasks) | set(d.invalid) | set(self.observed.statuses)
 
     def _actions(self) -> list[Action]:
+        for task_id, stopping in self.stops.items():
+            st = self.status(task_id)
+            if st is not None and task_id not in self.deleted:
+                self.statuses[task_id] = replace(st, stopping=stopping)
         out: list[Action] = [DeleteStatus(t, r) for t, r in self.deleted.items()]
         out += [SetStatus(s, tuple(self.reasons.get(t, ())))
                 for t, s in self.statuses.items() if t not in self.deleted]
@@ -101,23 +106,43 @@ class _Pass:
         return new
 
     def stop(self, st: Status, reason: str) -> None:
+        """Stop the task's run; the status keeps `stopping` until the run is seen gone."""
         if st.state in ACTIVE and st.run_id and st.host:
             self.runs.append(StopRun(st.task, st.host, st.run_id, reason))
+            self.stops[st.task] = (st.host, st.run_id)
+
+    def _settle_stop(self, st: Status) -> Status:
+        """A stop asked for earlier: clear it once the run is gone, else ask again."""
+        host, run_id = st.stopping
+        report = self.observed.runs.get(run_id)
+        if report is not None and report.phase in (Phase.RUNNING, Phase.STARTING):
+            self.runs.append(StopRun(st.task, host, run_id, "still stopping"))
+            return st
+        new = replace(st, stopping=None)
+        self.statuses[st.task] = new
+        self.reasons.setdefault(st.task, []).append(f"{st.state}: run {run_id} stopped")
+        return new
 
     # ---- phase 1: react to what happened ----------------------------------------
     def _react(self, task_id: str) -> None:
         task = self.desired.tasks.get(task_id)
         invalid = self.desired.invalid.get(task_id)
         st = self.status(task_id)
+        if st is not None and st.stopping is not None:
+            st = self._settle_stop(st)
         if task is None and invalid is None:
             if st is not None:
-                self.stop(st, "task file deleted")
-                self.deleted[task_id] = "task file deleted"
+                self._deleted(st)
             return
         if st is None:
             st = self._create(task_id, task)
         if task is None:
-            self._invalid(st, invalid)
+            stale = self.desired.stale.get(task_id)
+            if stale is not None and st.state in (State.ASSIGNED, State.RUNNING,
+                                                  State.REVIEW_PENDING):
+                _REACTIONS[st.state](self, st, stale)   # follow it to its end
+            else:
+                self._invalid(st, invalid)
             return
         st = self._rerun(st, task)
         if task.cancel:
@@ -138,9 +163,21 @@ class _Pass:
         self.reasons[task_id] = ["new -> created (task file added)"]
         return st
 
+    def _deleted(self, st: Status) -> None:
+        """The task file is gone: stop its run, and drop the status once it stopped."""
+        if st.state in ACTIVE:
+            self.stop(st, "task file deleted")
+            self.move(st, State.CANCELLED, "task file deleted; stopping its run",
+                      finished_at=self.now)
+        elif st.stopping is None:
+            self.deleted[st.task] = "task file deleted"
+
     def _invalid(self, st: Status, why: str) -> None:
-        # A running attempt goes on; only new starts are blocked.
+        # A running attempt goes on; only new starts are blocked. A retry still
+        # waits out its backoff, so fixing the file does not skip it.
         if st.state in TERMINAL or st.state in ACTIVE or st.state == State.REVIEW_PENDING:
+            return
+        if st.state == State.RETRYING and st.retry_at is not None and self.now < st.retry_at:
             return
         message = f"invalid spec: {why}"
         if st.state != State.BLOCKED:
@@ -175,6 +212,10 @@ class _Pass:
                       "no attempt spent", attempt=max(st.attempt - 1, 0),
                       host=None, run_id=None, started_at=None)
         elif report.phase in (Phase.RUNNING, Phase.STARTING):
+            if report.phase == Phase.STARTING and st.state == State.ASSIGNED:
+                # Maybe the controller died between writing the run dir and
+                # launching it: starting again is harmless (the wrapper's lock).
+                self.runs.append(self._start_action(st, task))
             self._follow(st, task, report.last_output_at, report.phase)
         elif report.phase == Phase.EXITED:
             st = self._started(st)
@@ -243,7 +284,10 @@ class _Pass:
                   retry_at=self.now + timedelta(seconds=delay))
 
     def _retrying(self, st: Status, task: Task) -> None:
-        if st.retry_at is None or self.now >= st.retry_at:
+        if st.attempt >= task.max_attempts:
+            self.move(st, State.FAILED, f"attempts used up ({st.attempt} of max_attempts "
+                      f"{task.max_attempts})", retry_at=None, finished_at=self.now)
+        elif st.retry_at is None or self.now >= st.retry_at:
             self.move(st, State.CREATED, "backoff over", retry_at=None)
 
     def _review(self, st: Status, task: Task) -> None:
@@ -272,6 +316,8 @@ class _Pass:
             if task.suspend:
                 self.note(st, f"suspended: suspend is true in tasks/{task.id}.yaml")
                 continue
+            if st.stopping is not None or task.id in self.stops:
+                continue    # one task never has two live runs
             why = place.blocker(task, self.status)
             if why is not None:
                 self._block(st, why)

@@ -13,7 +13,7 @@ import re
 from typing import Callable, Iterator, Mapping
 
 from . import statusfile
-from .model import TERMINAL, State, Status
+from .model import ACTIVE, ID_RE, TERMINAL, State, Status
 
 log = logging.getLogger(__name__)
 _STATE = re.compile(rb"^state: ([a-z_]+)$", re.M)
@@ -29,7 +29,7 @@ class StatusBook(Mapping[str, Status]):
         self._parsed: dict[str, Status] = {}
         self._dormant: dict[str, str] = {}      # finished: task id -> blob id, parsed on demand
         self._read: Callable[[str], bytes] = _no_reader
-        self.unfinished: set[str] = set()       # task ids whose state is not terminal
+        self.unfinished: set[str] = set()       # not terminal, or a stop still pending
 
     def load(self, blobs: Mapping[str, str], read: Callable[[str], bytes]) -> None:
         """Replace everything with these status files (task id -> blob id)."""
@@ -38,9 +38,12 @@ class StatusBook(Mapping[str, Status]):
         self.unfinished.clear()
         self._read = read
         for task_id, blob in blobs.items():
+            if not ID_RE.match(task_id):
+                log.warning("status/%s.yaml: not a valid task id; ignored", task_id)
+                continue
             data = read(blob)
             m = _STATE.search(data, 0, 400)
-            if m is not None and m.group(1) in _TERMINAL_NAMES:
+            if m is not None and m.group(1) in _TERMINAL_NAMES and b"\nstopping:" not in data:
                 self._dormant[task_id] = blob   # the bytes are dropped: memory
             else:
                 self._parse(task_id, data)
@@ -48,7 +51,7 @@ class StatusBook(Mapping[str, Status]):
     def put(self, status: Status) -> None:
         self._dormant.pop(status.task, None)
         self._parsed[status.task] = status
-        if status.state in TERMINAL:
+        if status.state in TERMINAL and status.stopping is None:
             self.unfinished.discard(status.task)
         else:
             self.unfinished.add(status.task)
@@ -88,6 +91,11 @@ class StatusBook(Mapping[str, Status]):
 
     def __len__(self) -> int:
         return len(self._parsed) + len(self._dormant)
+
+    def in_flight(self) -> list[Status]:
+        """Statuses with a run to follow: assigned, running, or a stop pending."""
+        return [st for t in sorted(self.unfinished) if (st := self._parsed.get(t))
+                and (st.state in ACTIVE or st.stopping is not None)]
 
     def in_states(self, *states: State) -> list[Status]:
         """Unfinished statuses in these states (finished ones are never asked for)."""

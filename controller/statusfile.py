@@ -74,6 +74,8 @@ def dumps(status: Status) -> bytes:
     out.append(f"runs: {int(s.runs)}")
     out.append(f"feedback_seen: {int(s.feedback_seen)}")
     _opt(out, "rerun_seen", s.rerun_seen)
+    if s.stopping is not None:
+        out.append(f"stopping:\n  host: {_scalar(s.stopping[0])}\n  run_id: {_scalar(s.stopping[1])}")
     out.append("")
     return "\n".join(out).encode("utf-8")
 
@@ -197,7 +199,17 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         runs=r.integer("runs"),
         feedback_seen=r.integer("feedback_seen"),
         rerun_seen=r.text("rerun_seen"),
+        stopping=_load_stopping(r.mapping("stopping"), where),
     )
+
+
+def _load_stopping(doc: dict | None, where: str) -> tuple[str, str] | None:
+    if doc is None:
+        return None
+    host, run_id = doc.get("host"), doc.get("run_id")
+    if not isinstance(host, str) or not isinstance(run_id, str):
+        raise ValueError(f"{where}: stopping: needs host and run_id strings, got {doc!r}")
+    return host, run_id
 
 
 def _load_result(doc: Any, where: str) -> Result | None:

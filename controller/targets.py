@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 _GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+FETCH_TIMEOUT = 20.0    # seconds; the engine waits for merge checks, so keep them short
 
 
 class Targets:
@@ -75,20 +76,22 @@ class Targets:
             if _git("init", "--bare", "-q", str(mirror)) is None:
                 return None
         out = _git("-C", str(mirror), "fetch", "-q", "--prune", "--", repo,
-                   "+refs/heads/*:refs/remotes/origin/*")
+                   "+refs/heads/*:refs/remotes/origin/*", timeout=FETCH_TIMEOUT)
+        # A failed fetch also waits min_interval before the next try: a dead
+        # server must not cost a timeout on every pass.
+        self._fetched[repo] = time.monotonic()
         if out is None:
             self.errors[repo] = f"cannot fetch {repo}"
             return None
         self.errors.pop(repo, None)
-        self._fetched[repo] = time.monotonic()
         return mirror
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, timeout: float = 60) -> str | None:
     """stdout of a git command, or None when it failed (a normal answer here)."""
     try:
         proc = subprocess.run(["git", *args], capture_output=True, text=True,
-                              env=_GIT_ENV, timeout=120)
+                              env=_GIT_ENV, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None

@@ -157,9 +157,19 @@ CASES = [
     ("rerun restarts a failed task afresh",
      desired(task(rerun="2")), observed(status(state=State.FAILED, attempt=3, rerun_seen="1")),
      {"t": State.ASSIGNED}, [("t", "local")], [], "attempt 1 of 3"),
-    ("rerun of a running task stops the old run",
-     desired(task(rerun="x")), observed(running()), {"t": State.ASSIGNED}, [("t", "local")],
-     [("t", "rerun requested")], "assigned"),
+    ("rerun of a running task stops the old run and waits for it",
+     desired(task(rerun="x")), observed(running()), {"t": State.CREATED}, [],
+     [("t", "rerun requested")], "rerun requested (x)"),
+    ("a waiting retry honours a lowered max_attempts",
+     desired(task(max_attempts=1)), observed(status(state=State.RETRYING, attempt=1, retry_at=NOW)),
+     {"t": State.FAILED}, [], [], "attempts used up (1 of max_attempts 1)"),
+    ("invalid spec does not skip a retry's backoff",
+     desired(invalid={"t": "bad"}),
+     observed(status(state=State.RETRYING, attempt=1, retry_at=NOW + timedelta(seconds=5))),
+     {}, [], [], None),
+    ("an assigned run still starting is asked to start again",
+     desired(task()), observed(running(state=State.ASSIGNED), runs=[report(Phase.STARTING)]),
+     {}, [("t", "local")], [], None),
     ("pull mode waits for a pull agent",
      desired(task(mode="pull")), observed(), {"t": State.CREATED}, [], [], "pull agent"),
     ("completed task is left alone",
@@ -178,10 +188,43 @@ def test_plan_table(name, d, o, want_states, want_starts, want_stops, fragment):
         assert fragment in message(actions)
 
 
-def test_deleted_task_file_stops_run_and_deletes_status():
+def test_deleted_task_file_stops_run_then_deletes_status():
     actions = plan(desired(), observed(running()), NOW)
-    assert DeleteStatus("t", "task file deleted") in actions
     assert stops(actions) == [("t", "task file deleted")]
+    st = next(a.status for a in actions if isinstance(a, SetStatus))
+    assert st.state == State.CANCELLED and st.stopping == ("local", "t-run")
+    still = plan(desired(), observed(st, runs=[report(Phase.RUNNING)]), NOW)
+    assert stops(still) == [("t", "still stopping")] and not any(isinstance(a, DeleteStatus) for a in still)
+    gone = plan(desired(), observed(st, runs=[report(Phase.EXITED)]), NOW)
+    assert gone == [DeleteStatus("t", "task file deleted")]
+
+
+def test_deleted_task_without_run_deletes_status_at_once():
+    assert plan(desired(), observed(status()), NOW) == [DeleteStatus("t", "task file deleted")]
+
+
+def test_a_stopping_run_keeps_its_slot_and_blocks_a_second_run():
+    d = desired(task(timeout=60))
+    first = plan(d, observed(running(), runs=[report(Phase.RUNNING, last_output_at=NOW)]), NOW)
+    st = next(a.status for a in first if isinstance(a, SetStatus))
+    assert st.state == State.RETRYING and st.stopping == ("local", "t-run")
+    later = NOW + timedelta(minutes=5)
+    blocked = plan(d, observed(st, runs=[report(Phase.RUNNING)]), later)
+    assert starts(blocked) == [] and stops(blocked) == [("t", "still stopping")]
+    other = plan(desired(task(timeout=60), task("u"), hosts={"local": Host("local", capabilities=frozenset({"demo"}))}),
+                 observed(st, runs=[report(Phase.RUNNING)]), later)
+    assert starts(other) == []                  # the stopping run holds the only slot
+    freed = plan(d, observed(st, runs=[report(Phase.EXITED)]), later)
+    assert starts(freed) == [("t", "local")]
+    assert next(a.status for a in freed if isinstance(a, SetStatus)).stopping is None
+
+
+def test_stale_spec_follows_a_run_to_its_end():
+    d = replace(desired(invalid={"t": "tasks/t.yaml:3: bad"}), stale={"t": task()})
+    o = observed(running(), runs=[report(Phase.EXITED, result=OK, changes=True)])
+    assert states(plan(d, o, NOW)) == {"t": State.REVIEW_PENDING}
+    o = observed(status(state=State.REVIEW_PENDING), merged=["t"])
+    assert states(plan(d, o, NOW)) == {"t": State.COMPLETED}
 
 
 def test_priority_order_and_max_concurrent():
