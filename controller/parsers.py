@@ -54,7 +54,11 @@ def parse(fmt: str, data: bytes, exit_code: int | None) -> Result:
     if parser is None:
         raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(sorted(_PARSERS))}")
     text = data.decode("utf-8", errors="replace")
-    return parser(text, exit_code)
+    try:
+        return parser(text, exit_code)
+    except Exception as e:   # an agent's output is untrusted input: never a crash
+        return Result(outcome="failure", exit_code=exit_code,
+                      summary=_clip(f"could not read the agent's {fmt} output ({type(e).__name__}: {e})"))
 
 
 # ---- shared helpers ----------------------------------------------------------
@@ -92,6 +96,10 @@ def _float(value: Any) -> float | None:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -256,7 +264,7 @@ def _denials(result: dict[str, Any]) -> list[str]:
 def _claude_outcome(result: dict[str, Any], exit_code: int | None) -> tuple[str, str]:
     text = _str(result.get("result"))
     subtype = _str(result.get("subtype")) or "unknown"
-    errors = [e for e in result.get("errors") or [] if isinstance(e, str)]
+    errors = [e for e in _list(result.get("errors")) if isinstance(e, str)]
     if result.get("is_error") is True or subtype != "success":
         detail = text or "; ".join(errors) or "no message"
         return "failure", f"{subtype}: {detail}" if subtype != "success" else detail
@@ -271,7 +279,7 @@ def _last_assistant_text(events: list[dict[str, Any]]) -> str:
         if event.get("type") != "assistant":
             continue
         blocks = _dict(event.get("message")).get("content")
-        texts = [_str(_dict(b).get("text")) for b in blocks or [] if _dict(b).get("type") == "text"]
+        texts = [_str(_dict(b).get("text")) for b in _list(blocks) if _dict(b).get("type") == "text"]
         if any(texts):
             return "\n".join(t for t in texts if t)
     return ""

@@ -336,3 +336,14 @@ def test_fake_agent_hang_runs_until_killed():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type":"assistant","message":{"content":7}}',
+    b'{"type":"result","subtype":"error_during_execution","is_error":true,"errors":5}',
+    b'{"type":"assistant","message":[1,2]}',
+    b'[{"type":"result","usage":[],"subtype":{}}]',
+])
+def test_claude_shapes_of_the_wrong_type_never_raise(line):
+    result = parse("claude-json", line, 1)
+    assert result.outcome != "success"
