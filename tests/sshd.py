@@ -75,11 +75,17 @@ class Sshd:
             "UsePAM no\nStrictModes no\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin yes\nAllowTcpForwarding yes\n"
             "Subsystem sftp internal-sftp\nMaxStartups 200\nMaxSessions 10\n"
-            "LogLevel ERROR\n" + self.extra)
+            "LogLevel ERROR\n"
+            # bash sources ~/.bashrc for ssh sessions only at SHLVL < 2. The
+            # user's rc files are not what these tests test, and here they run
+            # `pyenv rehash`, whose global lock, left behind by a session the
+            # tests kill, makes every later login wait 60 s.
+            "SetEnv SHLVL=1\n" + self.extra)
 
     def known_hosts_line(self) -> str:
         key = (self.host_key.parent / f"{self.host_key.name}.pub").read_text().split()[:2]
-        return f"[{self.address}]:{self.port} {' '.join(key)}\n"
+        where = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+        return f"{where} {' '.join(key)}\n"
 
     def trust(self) -> None:
         self.known_hosts.write_text(self.known_hosts_line())
