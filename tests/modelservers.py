@@ -5,7 +5,9 @@ offline. Each server plays a script of turns, one per model request (a tool call
 that runs a shell command, a final message, an HTTP error, or no answer at all),
 records every request it got, and speaks just enough of its API for the CLI to
 believe it: streaming Server-Sent Events in the shapes the CLIs parse (see
-shared/reference/README.md).
+shared/reference/README.md). Requests that are not the agent's turns (Claude
+Code's side requests without tools, such as a session title) get a short
+answer and leave the script alone.
 
 Everything is bounded: request bodies are capped, a hanging answer waits at
 most HANG_LIMIT seconds (or until the server closes), and a script that runs
