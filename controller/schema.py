@@ -43,6 +43,8 @@ _PHRASES = {
     "branch": "a git branch name like main or release/1.2",
     r"^(?!-)[^\s]+(?!\n)$": "a host name or address without spaces, not starting with '-'",
     r"^(?!-)[A-Za-z0-9._-]{1,64}(?!\n)$": "a user name of letters, digits, '.', '_' and '-'",
+    r"^(?![-~])[^\n\r]+(?!\n)$": ("a single line that does not start with '-' or '~' (a leading ~ "
+                                  "is not expanded: write the full path)"),
     r"^(?!-)[^\n\r]+(?!\n)$": "a single line that does not start with '-'",
 }
 

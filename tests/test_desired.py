@@ -113,6 +113,8 @@ HOSTILE = [
     ("zero attempts", task(extra="max_attempts: 0\n").encode(), "max_attempts: must be an integer >= 1, got 0"),
     ("missing key", b"id: t1\ntitle: x\nagent: codex\ngoal: g\n",
      "tasks/t1.yaml:1: missing required key 'repo': the target repository's clone URL or path"),
+    ("tilde repo", task().replace("repo: https://git.example/acme/web.git", "repo: ~/web.git").encode(),
+     "repo: '~/web.git' is not a single line that does not start with '-' or '~' (a leading ~ is not expanded"),
     ("bad mode", task(extra="mode: push\n").encode(), "mode: must be one of ssh, pull, got 'push'"),
     ("bad agent name", task().replace("agent: codex", "agent: Codex").encode(),
      "tasks/t1.yaml:3: agent: 'Codex' is not a name of lowercase letters"),

@@ -154,7 +154,7 @@ def test_error_messages_name_the_field_and_say_what_to_write(kind, change, path,
 
 def test_missing_required_keys_are_named_with_their_meaning() -> None:
     found = schema.errors("task", {"id": "x"})
-    assert ((), "missing required key 'repo': the target repository's clone URL or path") in found
+    assert ((), "missing required key 'repo': the target repository's clone URL or path, as the host running the agent sees it; a leading ~ is not expanded") in found
     assert [m for _, m in found if "missing" in m] == [
         f"missing required key '{k}'" + m[len(f"missing required key '{k}'"):]
         for k, m in zip(("title", "agent", "goal", "repo"), [m for _, m in found if "missing" in m])]
