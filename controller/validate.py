@@ -28,6 +28,8 @@ def validate(repo: str | None, rev: str | None) -> tuple[list[Problem], str]:
 
 def _files(repo: str, rev: str | None) -> dict[str, bytes]:
     path = Path(repo).expanduser()
+    if rev is None and path.is_dir():
+        path = _worktree_root(path)
     if path.is_dir() and (path / ".git").exists() and rev is None:
         return _from_disk(path)
     if path.is_dir() and not (path / ".git").exists() and rev is None and _looks_like_fleet(path):
@@ -38,6 +40,15 @@ def _files(repo: str, rev: str | None) -> dict[str, bytes]:
         store = GitStore(repo, Path(state))
         tip = store.sync() if rev is None else None
         return files_at(Path(state) / "fleet.git", rev or tip)
+
+
+def _worktree_root(path: Path) -> Path:
+    """The top of the working tree holding `path` (run inside tasks/, it checks the
+    whole clone on disk); `path` itself when it is not in one."""
+    for candidate in (path.resolve(), *path.resolve().parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return path
 
 
 def _looks_like_fleet(path: Path) -> bool:

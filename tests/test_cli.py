@@ -85,6 +85,7 @@ def test_validate_reports_each_problem_with_path_and_line(tmp_path):
     assert any(line.startswith("tasks/hello.yaml:") and "priorty" in line for line in lines)
     assert any(line.startswith("tasks/loop.yaml:") and "nobody" in line for line in lines)
     assert "Traceback" not in out.stderr
+    assert fleet("validate", cwd=clone / "tasks").stdout == out.stdout   # from a subfolder too
     git("add", "-A", cwd=clone)
     git("commit", "-qm", "bad", cwd=clone)
     git("push", "-q", cwd=clone)
