@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.engine import Engine
 from controller.gitstore import GitStore
@@ -176,3 +177,44 @@ def test_sigkill_of_the_controller_mid_run(tmp_path):
     assert sorted(w.status(n)["state"] for n in "abc") == ["review_pending"] * 3
     runs = log.read_text().splitlines()
     assert len(runs) == 3 and len(set(runs)) == 3             # each task ran exactly once
+
+
+def test_rerun_of_a_running_task_stops_the_old_run_before_the_new_one_starts(tmp_path):
+    w = World(tmp_path)
+    fleet_yaml = yaml.safe_load((w.person / "fleet.yaml").read_text())
+    fleet_yaml.update(poll_interval="1s", cancel_grace="2s")
+    w.write("fleet.yaml", fleet_yaml)
+    log = tmp_path / "agent.log"
+    script = tmp_path / "slow-first.sh"
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        first=1; grep -q start {log} 2>/dev/null && first=0
+        echo "start $FLEET_RUN_ID $(date +%s.%N)" >> {log}
+        trap 'echo "stop $FLEET_RUN_ID $(date +%s.%N)" >> {log}; exit 143' TERM
+        if [ $first = 1 ]; then sleep 60 & wait; fi
+        echo new > new.txt
+        echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok"}}'
+        """))
+    script.chmod(0o755)
+    w.agent("slow", [str(script)])
+    w.task("t", agent="slow")
+    w.push()
+    engine = engine_for(w)
+
+    async def scenario():
+        job = asyncio.get_running_loop().create_task(engine.run(once=True, tick=0.05))
+        for _ in range(200):                       # bounded: 10 s
+            if log.exists():
+                break
+            await asyncio.sleep(0.05)
+        w.task("t", agent="slow", rerun="1")
+        await asyncio.to_thread(w.push, "rerun t")
+        await asyncio.wait_for(job, timeout=60)
+
+    asyncio.run(scenario())
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert [e[0] for e in events] == ["start", "stop", "start"]
+    assert events[0][1] == events[1][1] != events[2][1]
+    assert float(events[1][2]) <= float(events[2][2])     # never two live runs
+    st = w.status("t")
+    assert st["state"] == "review_pending" and "stopping" not in st
