@@ -279,23 +279,25 @@ def test_claude_bypass_permissions_as_root_needs_is_sandbox(tmp_path, claude_bin
 def test_claude_progress_keeps_a_busy_run_from_stalling(tmp_path, claude_bin, fmt, state):
     """Why the profile uses stream-json: `json` prints nothing until the end of the run."""
     w = AgentWorld(tmp_path)
-    steps = [run(f"sleep 1; echo step {n} >> hello.txt") for n in range(3)]
-    with MessagesServer([*steps, say("Three steps done.")]) as model:
+    # Four silent seconds in all, never more than about one at a time: a margin
+    # of two seconds either way around the stall_timeout of three.
+    steps = [run(f"sleep 1; echo step {n} >> hello.txt") for n in range(4)]
+    with MessagesServer([*steps, say("Four steps done.")]) as model:
         doc = claude_profile(model.url, claude_bin, w.home)
         i = doc["command"].index("--output-format")
         assert doc["command"][i + 1:i + 3] == ["stream-json", "--verbose"]
         if fmt == "json":
             doc["command"][i + 1:i + 3] = ["json"]
         w.add_agent(doc)
-        w.add_task("busy", "claude-code", stall_timeout="2s", max_attempts=1)
+        w.add_task("busy", "claude-code", stall_timeout="3s", max_attempts=1)
         w.push()
         w.run_once()
     st = w.status("busy")
     assert st["state"] == state, st["message"]
     if fmt == "json":
-        assert st["message"].startswith("stalled: no output for 2s")
+        assert st["message"].startswith("stalled: no output for 3s")
     else:
-        assert st["result"]["summary"] == "Three steps done."
+        assert st["result"]["summary"] == "Four steps done."
 
 
 
