@@ -218,3 +218,19 @@ def test_rerun_of_a_running_task_stops_the_old_run_before_the_new_one_starts(tmp
     assert float(events[1][2]) <= float(events[2][2])     # never two live runs
     st = w.status("t")
     assert st["state"] == "review_pending" and "stopping" not in st
+
+
+def test_failed_validation_names_the_command_and_reaches_the_next_prompt(tmp_path):
+    w = World(tmp_path)
+    w.task("checked", validation=["test -f NOTES.md", "grep -q never-there NOTES.md"],
+           max_attempts=2)
+    w.push()
+    run_once(engine_for(w))
+    st = w.status("checked")
+    assert st["state"] == "failed"
+    assert "validation `grep -q never-there NOTES.md` failed (exit 1)" in st["message"]
+    prompts = sorted((w.workdir / "runs").glob("checked-*/prompt"))
+    assert len(prompts) == 2
+    retry_prompt = prompts[-1].read_text()
+    assert "grep -q never-there NOTES.md" in retry_prompt and "failed" in retry_prompt
+    assert w.target_file("task/checked", "NOTES.md") is None     # nothing pushed
