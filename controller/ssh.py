@@ -32,9 +32,12 @@ from .config import SSHConfig
 from .executor import HostUnreachable, RunSpec
 from .model import Host, RunReport
 
-CHANNELS_PER_CONN = 8     # acquired sessions per connection; SFTP adds one: 9 < MaxSessions 10
+# Sessions per connection: 6, and SFTP's one, stay under OpenSSH's MaxSessions
+# of 10 with room for sessions the server has not finished closing yet.
+CHANNELS_PER_CONN = 6
 MAX_CONNS = 4             # per host entry
 FAIL_MEMORY = 1.0         # seconds a failed connect answers for the callers waiting on it
+REFUSED_RETRIES = 5       # a session refused (server at MaxSessions): nothing ran, try again
 MAX_JUMPS = 8
 
 
@@ -285,14 +288,25 @@ class SSHExecutor:
                     ) -> tuple[int | None, bytes, bytes]:
         timeout = timeout or self.settings.command_timeout
         try:
-            done = await asyncio.wait_for(
-                link.conn.run(command, stdin=asyncssh.DEVNULL, encoding=None, check=False), timeout)
+            done = await asyncio.wait_for(self._run(link, command), timeout)
         except asyncio.TimeoutError:
             # No answer in time: the peer is most likely gone. Drop the connection
             # so the next call dials afresh instead of waiting on a dead one.
             link.conn.abort()
             raise HostUnreachable(f"no answer within {timeout:.0f} s") from None
         return done.exit_status, done.stdout or b"", done.stderr or b""
+
+    async def _run(self, link: _Link, command: str) -> asyncssh.SSHCompletedProcess:
+        for attempt in range(REFUSED_RETRIES):
+            try:
+                return await link.conn.run(command, stdin=asyncssh.DEVNULL, encoding=None,
+                                           check=False)
+            except asyncssh.ChannelOpenError as e:
+                # The server still counts sessions it is closing: give it a moment.
+                refused = e.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+                if not refused or attempt == REFUSED_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2 ** attempt)
 
     async def _workdir(self, host: Host, link: _Link) -> str:
         wd = host.workdir.rstrip("/") or "/"
