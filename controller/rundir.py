@@ -231,7 +231,12 @@ def _step_failure(kv: dict[str, str], result: Result, snap: Snapshot) -> tuple[R
         if snap.fmt == "raw":
             detail = _last_line(snap.stderr_tail) or _last_line(snap.output_tail)
         else:
-            detail = _first_line(result.summary) or _last_line(snap.stderr_tail)
+            # A CLI that fails before its first event says why only on stderr
+            # (Claude Code's root refusal): keep that line beside the summary.
+            detail = _first_line(result.summary)
+            said = _last_line(snap.stderr_tail)[:300]
+            if said and said not in detail:
+                detail = f"{detail} (stderr: {said})" if detail else said
         why = f"agent exited {kv.get('agent_exit', '?')}"
         return result, f"{why}: {detail}" if detail else why
     if step == "cancelled":

@@ -234,3 +234,17 @@ def test_failed_validation_names_the_command_and_reaches_the_next_prompt(tmp_pat
     retry_prompt = prompts[-1].read_text()
     assert "grep -q never-there NOTES.md" in retry_prompt and "failed" in retry_prompt
     assert w.target_file("task/checked", "NOTES.md") is None     # nothing pushed
+
+
+def test_an_agent_failing_before_any_output_says_why_from_stderr(tmp_path):
+    w = World(tmp_path)
+    script = tmp_path / "refuses.sh"
+    script.write_text("#!/bin/sh\necho '--dangerously-skip-permissions cannot be used with root' >&2\nexit 1\n")
+    script.chmod(0o755)
+    w.agent("refuses", [str(script)])
+    w.task("r", agent="refuses", max_attempts=1)
+    w.push()
+    run_once(engine_for(w))
+    st = w.status("r")
+    assert st["state"] == "failed"
+    assert "agent exited 1" in st["message"] and "cannot be used with root" in st["message"]
