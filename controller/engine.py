@@ -210,10 +210,11 @@ class Engine:
         result.written = True
         self.focus = set()
         for action in actions:
-            if isinstance(action, StartRun):
-                await self._start(action)
-            elif isinstance(action, StopRun):
+            if isinstance(action, StopRun):
                 self._stop(action)
+        # Starts are independent and idempotent by run id: side by side, a fan-out
+        # over many hosts costs the slowest start, not the sum of them.
+        await asyncio.gather(*(self._start(a) for a in actions if isinstance(a, StartRun)))
         return result
 
     async def _write(self, actions: list[Action], result: PassResult) -> bool:
