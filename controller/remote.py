@@ -10,6 +10,7 @@ for output times, and `setsid` or `perl` to detach a run.
 """
 from __future__ import annotations
 
+import posixpath
 import secrets
 from typing import Iterable
 
@@ -53,7 +54,9 @@ def launch(run_dir: str) -> str:
 # One command reads every run dir of a batch. Each field is written as
 # "\n<boundary> <name>\n<raw bytes>"; the boundary is random per poll, so no
 # output of an agent can forge a field. `alive` is decided before `result` is
-# read: a wrapper that wrote its result and then died is seen as exited.
+# read: a wrapper that wrote its result and then died is seen as exited. A
+# running run costs no process at all (builtins only); the output times of the
+# whole batch come from one `stat`, and only an ended run's files are read.
 POLL = r"""
 B=$1; shift
 alive() {
@@ -67,12 +70,6 @@ alive() {
     elif kill -0 "$1" 2>/dev/null; then echo 1; else echo 0; fi
 }
 field() { printf '\n%s %s\n' "$B" "$1"; }
-mtimes() {
-    m=$1; set --
-    for f in output stderr wrapper.log; do [ -f "$m/$f" ] && set -- "$@" "$m/$f"; done
-    [ "$#" -gt 0 ] || return 0
-    stat -c %Y "$@" 2>/dev/null || stat -f %m "$@" 2>/dev/null
-}
 printf 'now %s' "$(date +%s)"
 for d in "$@"; do
     field run; printf '%s' "$d"
@@ -81,16 +78,26 @@ for d in "$@"; do
     [ -f "$d/pid" ] && { read -r pid <"$d/pid" || true; }
     case $pid in ''|*[!0-9]*) pid= ;; esac
     field pid; printf '%s' "$pid"
-    [ -n "$pid" ] && { field alive; alive "$pid"; }
+    a=0
+    [ -n "$pid" ] && { a=$(alive "$pid"); field alive; printf '%s' "$a"; }
     [ -d "$d/lock" ] && { field lock; printf 1; }
-    field mtimes; mtimes "$d"
-    [ -f "$d/format" ] && { field format; cat "$d/format"; }
+    f=; [ -f "$d/format" ] && { read -r f <"$d/format" || true; }
+    field format; printf '%s' "$f"
     if [ -f "$d/result" ]; then
         field result; cat "$d/result"
         [ -f "$d/output" ] && { field output; tail -c {OUTPUT_TAIL} "$d/output"; }
+    elif [ "$a" = 1 ]; then
+        continue    # still running: its output is read once it has ended
     fi
     [ -f "$d/stderr" ] && { field stderr; tail -c {STDERR_TAIL} "$d/stderr"; }
 done
+n=$#; i=0
+while [ "$i" -lt "$n" ]; do     # rotate: each run dir out, its output files in
+    d=$1; shift; i=$((i + 1))
+    for f in output stderr wrapper.log; do [ -f "$d/$f" ] && set -- "$@" "$d/$f"; done
+done
+field mtimes
+[ "$#" -gt 0 ] && { stat -c '%Y %n' "$@" 2>/dev/null || stat -f '%m %N' "$@" 2>/dev/null; }
 field end
 """.replace("{OUTPUT_TAIL}", str(OUTPUT_TAIL)).replace("{STDERR_TAIL}", str(STDERR_TAIL))
 
@@ -113,28 +120,31 @@ def parse_poll(data: bytes, boundary: bytes, local_now: float
     if head != b"now" or not pieces[-1].startswith(b"end"):
         raise ValueError("the poll answer is cut short")
     skew = local_now - _int(remote_now, 0)
-    out: dict[str, tuple[Snapshot, bool] | None] = {}
+    runs: dict[str, dict[str, bytes]] = {}
     fields: dict[str, bytes] = {}
-    path: str | None = None
-    for piece in pieces[1:]:
+    mtimes: dict[str, list[int]] = {}
+    for piece in pieces[1:-1]:
         name, _, value = piece.partition(b"\n")
-        if name in (b"run", b"end"):
-            if path is not None:
-                out[path] = _snapshot(fields, skew)
-            path, fields = value.decode("utf-8", "surrogateescape"), {}
+        if name == b"run":
+            fields = runs.setdefault(value.decode("utf-8", "surrogateescape"), {})
+        elif name == b"mtimes":
+            for line in value.split(b"\n"):
+                stamp, _, path = line.partition(b" ")
+                if stamp.isdigit():
+                    run = posixpath.dirname(path.decode("utf-8", "surrogateescape"))
+                    mtimes.setdefault(run, []).append(int(stamp))
         else:
             fields[name.decode()] = value
-    return out
+    return {path: _snapshot(f, mtimes.get(path, []), skew) for path, f in runs.items()}
 
 
-def _snapshot(f: dict[str, bytes], skew: float) -> tuple[Snapshot, bool] | None:
+def _snapshot(f: dict[str, bytes], mtimes: list[int], skew: float
+              ) -> tuple[Snapshot, bool] | None:
     if "pid" not in f:
         return None             # no run dir: the field list stopped after `run`
-    mtimes = [int(t) for t in f.get("mtimes", b"").split() if t.isdigit()]
-    fmt = f.get("format", b"raw").decode("utf-8", "replace").strip() or "raw"
-    pid = _int(f["pid"], None)
+    fmt = f.get("format", b"").decode("utf-8", "replace").strip() or "raw"
     snap = Snapshot(result=f.get("result"), output_tail=f.get("output", b""),
-                    stderr_tail=f.get("stderr", b""), fmt=fmt, pid=pid,
+                    stderr_tail=f.get("stderr", b""), fmt=fmt, pid=_int(f["pid"], None),
                     locked="lock" in f,
                     last_output_at=max(mtimes) + skew if mtimes else None)
     return snap, f.get("alive", b"").strip() == b"1"

@@ -18,6 +18,7 @@ Any failure to reach a host surfaces as `HostUnreachable`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 import secrets
 import time
@@ -39,6 +40,9 @@ MAX_CONNS = 4             # per host entry
 FAIL_MEMORY = 1.0         # seconds a failed connect answers for the callers waiting on it
 REFUSED_RETRIES = 5       # a session refused (server at MaxSessions): nothing ran, try again
 MAX_JUMPS = 8
+
+# asyncssh logs every connection and channel at INFO: the controller's log is for runs.
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 class _Link:
@@ -66,6 +70,7 @@ class _Pool:
         self.opening = 0
         self.failure: tuple[float, str] | None = None
         self.home: str | None = None
+        self.made: set[str] = set()      # directories known to exist on the host
         self._waiters: list[asyncio.Future] = []
 
     async def acquire(self, timeout: float, fresh: bool = False) -> _Link:
@@ -146,7 +151,8 @@ class SSHExecutor:
             state = await _run_dir_state(sftp, where.run_dir)
             if state == "claimed":
                 return          # a reattach: the run exists, started or finished
-            if state == "absent" and not await _upload(sftp, where.run_dir, files):
+            if state == "absent" and not await _upload(sftp, where.run_dir, files,
+                                                       self._pool(spec.host).made):
                 if await _run_dir_state(sftp, where.run_dir) == "claimed":
                     return      # another start of this run id won the race
             code, _, err = await self._exec(link, remote.launch(where.run_dir))
@@ -337,12 +343,23 @@ async def _run_dir_state(sftp: asyncssh.SFTPClient, path: str) -> str:
     return "claimed" if any(marks) else "unclaimed"
 
 
-async def _upload(sftp: asyncssh.SFTPClient, path: str, files: dict[str, bytes]) -> bool:
-    """Write the run dir in a temp dir and rename it into place: never seen half-written."""
+async def _upload(sftp: asyncssh.SFTPClient, path: str, files: dict[str, bytes],
+                  made: set[str]) -> bool:
+    """Write the run dir in a temp dir and rename it into place: never seen half-written.
+
+    `made`: parents known to exist, so that makedirs (a round trip per path
+    component) runs once per host, not once per run.
+    """
     parent = posixpath.dirname(path)
-    await sftp.makedirs(parent, exist_ok=True)
     tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{secrets.token_hex(4)}")
-    await sftp.mkdir(tmp, asyncssh.SFTPAttrs(permissions=0o700))
+    if parent not in made:
+        await sftp.makedirs(parent, exist_ok=True)
+    try:
+        await sftp.mkdir(tmp, asyncssh.SFTPAttrs(permissions=0o700))
+    except asyncssh.SFTPNoSuchFile:         # someone removed the workdir since
+        await sftp.makedirs(parent, exist_ok=True)
+        await sftp.mkdir(tmp, asyncssh.SFTPAttrs(permissions=0o700))
+    made.add(parent)
     try:
         await asyncio.gather(*(_put(sftp, posixpath.join(tmp, n), data) for n, data in files.items()))
         await sftp.rename(tmp, path)
