@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="repetitions of the one-change pass and the 1k commit; the median is shown")
     p.add_argument("--profile", choices=("cold", "reconcile", "commit"),
                    help="print a cProfile of that phase (on stderr) for every size")
+    p.add_argument("--fanout", choices=("yes", "no", "only"), default="yes",
+                   help="also (or only) the SSH fan-out against Ansible and asyncssh (benchmarks/fanout.py)")
     args = p.parse_args(argv)
+    if args.fanout == "only":
+        return fanout_section()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     for size in sizes:
         genrepo.ensure(size, log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -104,6 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("where the time goes (the median run of each):")
     print(details(results))
+    if args.fanout == "yes":
+        fanout_section()
+
+
+def fanout_section() -> None:
+    """benchmarks/fanout.py in its own process; its report goes straight to stdout."""
+    print()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.fanout"], stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]) if proc.returncode == 0 else
+          f"fan-out: failed (exit {proc.returncode}); run python -m benchmarks.fanout to see why")
 
 
 if __name__ == "__main__":
