@@ -31,7 +31,6 @@ from .executor import HostUnreachable
 from .model import ACTIVE, Desired, Host, Phase, RunReport
 
 log = logging.getLogger("fleet")
-VERSION_TIMEOUT = 30.0
 
 
 @dataclass
@@ -84,10 +83,10 @@ class HostWatch:
             return Health(False, now, f"no executor for address {host.address!r}")
         try:
             workdir = await executor.workdir(host, fresh=True)
-            code, out, _ = await executor.run(host, remote.probe(workdir))
+            code, out, err = await executor.run(host, remote.probe(workdir))
             text = out.decode("utf-8", "replace").strip()
             if code != 0:
-                return Health(False, now, f"{host.name}: {text or f'probe exit {code}'}")
+                return Health(False, now, f"{host.name}: {text or _first_line(err) or f'probe exit {code}'}")
             versions, errors = await self._versions(host, desired, executor)
         except HostUnreachable as e:
             return Health(False, now, str(e), reachable=False)
@@ -103,17 +102,18 @@ class HostWatch:
         agents = [a for a in desired.agents.values()
                   if a.version and a.requires <= host.capabilities]
         answers = await asyncio.gather(*(
-            executor.run(host, remote.version(a.version, list(host.env) + list(a.env)),
-                         timeout=VERSION_TIMEOUT) for a in agents))
+            executor.run(host, remote.version(a.version, list(host.env) + list(a.env)))
+            for a in agents))
         versions, errors = {}, []
-        for agent, (code, out, _) in zip(agents, answers):
+        for agent, (code, out, err) in zip(agents, answers):
             line = _first_line(out)
             if code == 0:
                 versions[agent.name] = line
-            else:
-                errors.append(f"{host.name}: agent {agent.name}: `{' '.join(agent.version)}` "
-                              f"failed (exit {code}): {line or 'no output'}; install it there "
-                              "or remove the capability from the host")
+                continue
+            how = f"failed (exit {code})" if code is not None else _first_line(err)
+            errors.append(f"{host.name}: agent {agent.name}: `{' '.join(agent.version)}` "
+                          f"{how}: {line or 'no output'}; install it there "
+                          "or remove the capability from the host")
         return versions, errors
 
     def mark_down(self, host: str, why: str, reachable: bool = False) -> None:

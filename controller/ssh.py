@@ -8,9 +8,9 @@ started in its own session so it outlives the connection, and everything
 about it is read back from its run dir by one remote command per poll (per
 batch of runs on a host). The shell side lives in `remote`.
 
-Connections are pooled per host entry: one is reused for all of a host's
-runs; a second opens only when the first has CHANNELS_PER_CONN channels in
-use, below OpenSSH's default MaxSessions of 10. Host keys are checked against
+Connections are pooled per host entry (`sshpool`): one is reused for all of
+a host's runs; a second opens only when the first carries as many sessions as
+it safely can below OpenSSH's default MaxSessions of 10. Host keys are checked against
 the configured known_hosts file and nothing else: an unknown key is an error
 that says to run `fleet hosts scan`, never a silent trust on first use.
 Any failure to reach a host surfaces as `HostUnreachable`.
@@ -32,105 +32,13 @@ from . import remote, rundir
 from .config import SSHConfig
 from .executor import HostUnreachable, RunSpec
 from .model import Host, RunReport
+from .sshpool import Link, Pool
 
-# Sessions per connection: 6, and SFTP's one, stay under OpenSSH's MaxSessions
-# of 10 with room for sessions the server has not finished closing yet.
-CHANNELS_PER_CONN = 6
-MAX_CONNS = 4             # per host entry
-FAIL_MEMORY = 1.0         # seconds a failed connect answers for the callers waiting on it
 REFUSED_RETRIES = 5       # a session refused (server at MaxSessions): nothing ran, try again
 MAX_JUMPS = 8
 
 # asyncssh logs every connection and channel at INFO: the controller's log is for runs.
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
-
-
-class _Link:
-    """One SSH connection, the sessions in use on it, and its SFTP client once opened."""
-
-    def __init__(self, conn: asyncssh.SSHClientConnection):
-        self.conn = conn
-        self.channels = 0
-        self._sftp: asyncssh.SFTPClient | None = None
-        self._sftp_lock = asyncio.Lock()
-
-    async def sftp(self) -> asyncssh.SFTPClient:
-        async with self._sftp_lock:
-            if self._sftp is None:
-                self._sftp = await self.conn.start_sftp_client()
-            return self._sftp
-
-
-class _Pool:
-    """The connections to one host entry; opens one at a time, only when all are full."""
-
-    def __init__(self, opener: Callable[[], "asyncio.Future[asyncssh.SSHClientConnection]"]):
-        self.opener = opener
-        self.links: list[_Link] = []
-        self.opening = 0
-        self.failure: tuple[float, str] | None = None
-        self.home: str | None = None
-        self.made: set[str] = set()      # directories known to exist on the host
-        self._waiters: list[asyncio.Future] = []
-
-    async def acquire(self, timeout: float, fresh: bool = False) -> _Link:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        # No lock: between two awaits nothing else runs, so check-then-take is atomic.
-        while True:
-            self.links = [ln for ln in self.links if not ln.conn.is_closed()]
-            link = next((ln for ln in self.links if ln.channels < CHANNELS_PER_CONN), None)
-            if link is not None:
-                link.channels += 1
-                return link
-            recent = self.failure and loop.time() - self.failure[0] < FAIL_MEMORY
-            if recent and not fresh:
-                raise HostUnreachable(self.failure[1])
-            if self.opening == 0 and len(self.links) < MAX_CONNS:
-                break
-            if loop.time() >= deadline:
-                raise HostUnreachable(f"all {MAX_CONNS} connections busy for {timeout:.0f} s")
-            await self._wait(deadline - loop.time())
-        return await self._open(loop)
-
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Link:
-        self.opening += 1
-        try:
-            conn = await self.opener()
-        except HostUnreachable as e:
-            self.failure = (loop.time(), str(e))
-            raise
-        finally:
-            self.opening -= 1
-            self._notify()
-        self.failure = None
-        link = _Link(conn)
-        link.channels = 1
-        self.links.append(link)
-        return link
-
-    def release(self, link: _Link) -> None:
-        link.channels -= 1
-        self._notify()
-
-    def close(self) -> None:
-        for link in self.links:
-            link.conn.close()
-        self.links = []
-
-    def _notify(self) -> None:
-        for f in self._waiters:
-            if not f.done():
-                f.set_result(None)
-        self._waiters = []
-
-    async def _wait(self, seconds: float) -> None:
-        f = asyncio.get_running_loop().create_future()
-        self._waiters.append(f)
-        try:
-            await asyncio.wait_for(f, max(seconds, 0.01))
-        except asyncio.TimeoutError:
-            pass
 
 
 class SSHExecutor:
@@ -140,7 +48,7 @@ class SSHExecutor:
                  resolve: Callable[[str], Host | None] | None = None):
         self.settings = settings or SSHConfig()
         self.resolve = resolve or (lambda name: None)
-        self._pools: dict[str, tuple[tuple, _Pool]] = {}
+        self._pools: dict[str, tuple[tuple, Pool]] = {}
 
     # ---- the Executor interface ---------------------------------------------------
     async def start(self, spec: RunSpec) -> None:
@@ -187,8 +95,10 @@ class SSHExecutor:
         async with self._session(host) as link:
             path = rundir.run_dir(await self._workdir(host, link), run_id)
             # The remote script waits up to `grace` (then up to 5 s after KILL).
-            await self._exec(link, remote.stop(path, grace),
-                             timeout=grace + 10 + self.settings.command_timeout)
+            code, _, err = await self._exec(link, remote.stop(path, grace),
+                                            timeout=grace + 10 + self.settings.command_timeout)
+            if code is None:        # not known to be dead: the engine tries again later
+                raise HostUnreachable(f"{host.name}: stopping run {run_id}: {_text(err)}")
 
     # ---- for health checks and tests ----------------------------------------------
     async def run(self, host: Host, command: str, timeout: float | None = None,
@@ -214,7 +124,7 @@ class SSHExecutor:
 
     # ---- connections ----------------------------------------------------------------
     @asynccontextmanager
-    async def _session(self, host: Host, fresh: bool = False) -> AsyncIterator[_Link]:
+    async def _session(self, host: Host, fresh: bool = False) -> AsyncIterator[Link]:
         pool = self._pool(host)
         link = await pool.acquire(self.settings.connect_timeout + self.settings.command_timeout,
                                   fresh=fresh)
@@ -229,13 +139,13 @@ class SSHExecutor:
         finally:
             pool.release(link)
 
-    def _pool(self, host: Host) -> _Pool:
+    def _pool(self, host: Host) -> Pool:
         key = (host.address, host.port, host.user, host.jump)
         entry = self._pools.get(host.name)
         if entry is None or entry[0] != key:
             if entry is not None:
                 entry[1].close()    # the host file changed: its old connections are stale
-            entry = (key, _Pool(lambda: self._connect(host)))
+            entry = (key, Pool(lambda: self._connect(host)))
             self._pools[host.name] = entry
         return entry[1]
 
@@ -290,23 +200,30 @@ class SSHExecutor:
             raise HostUnreachable(f"{host.name}: cannot connect to {_where(host)}: {describe(e)}") from None
 
     # ---- commands ------------------------------------------------------------------
-    async def _exec(self, link: _Link, command: str, timeout: float | None = None
+    async def _exec(self, link: Link, command: str, timeout: float | None = None
                     ) -> tuple[int | None, bytes, bytes]:
+        """(exit status, stdout, stderr); the exit status is None when time ran out."""
         timeout = timeout or self.settings.command_timeout
         try:
-            done = await asyncio.wait_for(self._run(link, command), timeout)
+            # asyncssh's timeout ends a slow command and keeps its connection; this
+            # outer one is for a connection that stopped answering altogether.
+            done = await asyncio.wait_for(self._run(link, command, timeout),
+                                          timeout + self.settings.connect_timeout)
+        except asyncssh.TimeoutError as e:
+            return None, e.stdout or b"", f"timed out after {timeout:g} s".encode()
         except asyncio.TimeoutError:
-            # No answer in time: the peer is most likely gone. Drop the connection
-            # so the next call dials afresh instead of waiting on a dead one.
+            # Most likely the peer is gone: drop the connection, so the next call
+            # dials afresh instead of waiting on a dead one.
             link.conn.abort()
-            raise HostUnreachable(f"no answer within {timeout:.0f} s") from None
+            raise HostUnreachable(f"no answer within {timeout:g} s") from None
         return done.exit_status, done.stdout or b"", done.stderr or b""
 
-    async def _run(self, link: _Link, command: str) -> asyncssh.SSHCompletedProcess:
+    async def _run(self, link: Link, command: str, timeout: float
+                   ) -> asyncssh.SSHCompletedProcess:
         for attempt in range(REFUSED_RETRIES):
             try:
                 return await link.conn.run(command, stdin=asyncssh.DEVNULL, encoding=None,
-                                           check=False)
+                                           check=False, timeout=timeout)
             except asyncssh.ChannelOpenError as e:
                 # The server still counts sessions it is closing: give it a moment.
                 refused = e.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -314,7 +231,7 @@ class SSHExecutor:
                     raise
                 await asyncio.sleep(0.05 * 2 ** attempt)
 
-    async def _workdir(self, host: Host, link: _Link) -> str:
+    async def _workdir(self, host: Host, link: Link) -> str:
         wd = host.workdir.rstrip("/") or "/"
         if wd.startswith("/"):
             return posixpath.normpath(wd)

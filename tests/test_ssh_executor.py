@@ -16,7 +16,8 @@ from controller.config import ConfigError, SSHConfig, load_config
 from controller.executor import HostUnreachable, RunSpec
 from controller.local import LocalExecutor
 from controller.model import Host, Phase
-from controller.ssh import CHANNELS_PER_CONN, MAX_CONNS, SSHExecutor
+from controller.ssh import SSHExecutor
+from controller.sshpool import CHANNELS_PER_CONN, MAX_CONNS
 
 from .sshd import Sshd
 from .sshkit import SSHWorld, run_once, settings, state_of
@@ -126,6 +127,16 @@ def test_a_jump_host_carries_the_connection(tmp_path, sshd):
         assert error and "jump host" in error and "bastion" in error
     finally:
         bastion.kill()
+
+
+def test_a_slow_command_times_out_and_the_connection_lives_on(sshd):
+    async def body(ex):
+        h = host_of(sshd)
+        slow = await ex.run(h, "echo started; sleep 5", timeout=0.5)
+        return slow, await ex.run(h, "echo still here"), ex.connections(h)
+    slow, after, conns = asyncio.run(with_executor(sshd, body))
+    assert slow == (None, b"started\n", b"timed out after 0.5 s")
+    assert after[1] == b"still here\n" and conns == [0]
 
 
 def test_jump_loops_are_refused(sshd):
