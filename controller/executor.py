@@ -36,6 +36,10 @@ class RunSpec:
 
 
 class Executor(Protocol):
+    """What the engine needs of a transport. An executor may also offer
+    `async poll_many(host, run_ids) -> dict[run_id, RunReport | None]`, which
+    the engine prefers: one remote command for a host's runs instead of one each."""
+
     async def start(self, spec: RunSpec) -> None:
         """Start the run detached, or do nothing if a run with this id already exists.
 

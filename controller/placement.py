@@ -50,6 +50,10 @@ class Placement:
         if not capable:
             return (f"no eligible host: none has capabilities [{', '.join(sorted(need))}]; "
                     "add them to a host's capabilities or change requires")
+        capable = [h for h in capable if h.max_concurrent > 0]
+        if not capable:
+            return ("no eligible host: every host with the capabilities is drained "
+                    "(max_concurrent: 0)")
         down = self.observed.hosts_down
         if all(h.name in down for h in capable):
             return "no eligible host is up: " + "; ".join(

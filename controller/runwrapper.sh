@@ -135,7 +135,9 @@ prepare_workspace() {
     step=clone
     log "clone $FLEET_REPO into $WS"
     [ -n "$WS" ] && rm -rf "$WS" && mkdir -p "$WS" || fail clone "cannot create workspace $WS"
-    g clone --quiet --no-checkout -- "$FLEET_REPO" "$WS" ||
+    # --no-local: a plain-path clone copies object files and can catch a
+    # concurrent push half-way; the git protocol cannot.
+    g clone --quiet --no-local --no-checkout -- "$FLEET_REPO" "$WS" ||
         fail clone "git clone: $(last_line "$RUN_DIR/git.err")"
 }
 
