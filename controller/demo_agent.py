@@ -9,8 +9,9 @@ result the way `claude -p --output-format json` does, so the demo exercises the
 real claude-json parser. No model, no network: the same prompt always gives the
 same note and the same session id.
 
---fail-first fails when FLEET_ATTEMPT (exported by the run wrapper) is "1", so
-the demo shows a retry; --fail-always fails every time, so it shows `failed`.
+--fail-first fails when FLEET_ATTEMPT (exported by the run wrapper) is "1" on a
+first run (not a revision, whose prompt carries reviewer feedback), so the demo
+shows one retry; --fail-always fails every time, so it shows `failed`.
 """
 from __future__ import annotations
 
@@ -118,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controller.demo_agent",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--fail-first", action="store_true",
-                        help="fail when FLEET_ATTEMPT is 1")
+                        help="fail when FLEET_ATTEMPT is 1, except on a revision")
     parser.add_argument("--fail-always", action="store_true", help="fail every attempt")
     parser.add_argument("--prompt-file", help="read the prompt from this file, not stdin")
     args = parser.parse_args(argv)
     prompt = _read_prompt(args.prompt_file)
-    if args.fail_always or (args.fail_first and os.environ.get("FLEET_ATTEMPT") == "1"):
+    first = os.environ.get("FLEET_ATTEMPT") == "1" and FEEDBACK_HEADING not in prompt
+    if args.fail_always or (args.fail_first and first):
         why = "first attempt" if not args.fail_always else "every attempt (--fail-always)"
         print(result_json(prompt, f"demo failure on the {why}", is_error=True), flush=True)
         return 1
