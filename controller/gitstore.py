@@ -85,12 +85,29 @@ class GitStore:
         repo = pygit2.init_repository(str(tmp), bare=True)
         repo.remotes.create("origin", self.source,
                             f"+refs/heads/{self.branch}:{self._tracking}")
+        self._share_objects(tmp)
         try:
             self._fetch(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         tmp.rename(self.path)
+
+    def _share_objects(self, clone: Path) -> None:
+        """For a source on this machine, read its objects in place (`git clone
+        --shared`): a fetch then copies nothing and costs ~10 ms instead of a
+        pack of the 100k-entry tasks/ tree (~300 ms). Our own status objects
+        still live in our clone and reach the source by push."""
+        if not self._local:
+            return
+        source = Path(self.source.removeprefix("file://")).expanduser()
+        objects = source / "objects"
+        if not objects.is_dir():
+            objects = source / ".git" / "objects"     # a non-bare source
+        if objects.is_dir():
+            alternates = clone / "objects" / "info" / "alternates"
+            alternates.parent.mkdir(parents=True, exist_ok=True)
+            alternates.write_text(f"{objects.resolve()}\n")
 
     def _fetch(self, clone: Path) -> None:
         if _is_local(self.source) and not Path(self.source).exists():
