@@ -351,3 +351,25 @@ def test_bench_100k(tmp_path):
     for name, values in figures.items():
         print(f"{name:50} min {min(values):5}  median {sorted(values)[len(values) // 2]:5}  {values}")
     assert min(figures["commit_statuses, 1,000 writes + push, ms"]) < 1000
+
+
+def test_a_bare_source_on_this_machine_gets_status_by_compare_and_swap(store, seeded, person, bare_repo):
+    store.sync()
+    assert (store.path / "objects/info/alternates").read_text().strip() == str((bare_repo / "objects").resolve())
+    loose = _loose(store.path)
+    ours = store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
+    assert _loose(store.path) == loose              # written into the source, not copied by a push
+    assert git("rev-parse", "main", cwd=bare_repo) == ours
+    git("fsck", "--no-progress", cwd=bare_repo)
+    git("fsck", "--no-progress", cwd=store.path)
+    assert pull(person) == ours
+
+
+def test_a_source_with_server_hooks_is_pushed_to_so_the_hooks_run(store, seeded, bare_repo, tmp_path):
+    ran = tmp_path / "post-receive-ran"
+    hook = bare_repo / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    hook.chmod(0o755)
+    store.sync()
+    ours = store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
+    assert ran.exists() and git("rev-parse", "main", cwd=bare_repo) == ours
