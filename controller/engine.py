@@ -77,6 +77,7 @@ class Engine:
         self._health_at = float("-inf")
         self._executor_for = executors or self._default_executor
         self._known_hosts: dict[str, Host] = {}
+        self._checked_hosts: dict[str, Host] = {}   # hosts as the last health round saw them
         self._known_specs: dict[str, Task] = {}
         self.write_failures = 0                  # status commits failed in a row
 
@@ -129,11 +130,18 @@ class Engine:
         # Hosts are polled concurrently: one slow or dead host does not hold up the others.
         polled = await asyncio.gather(*(self._poll(h, ids) for h, ids in by_host.items()))
         runs = {r.run_id: r for reports in polled for r in reports}
+        for run_id in self._stopping_runs & set(runs):
+            # A stop still in its TERM grace: the run's slot stays taken until
+            # the stop is done, whatever its wrapper already wrote.
+            runs[run_id] = replace(runs[run_id], phase=Phase.RUNNING)
         merged = await asyncio.to_thread(self.targets.merged, self._merge_checks())
         down = dict(self.hosts_down)
         for host in self.desired.hosts.values():
             if self._executor_for(host) is None:
                 down[host.name] = f"no executor for address {host.address!r} in this version"
+            elif self._unchecked(host):
+                down.setdefault(host.name, "waiting for its first health check")
+                self._health_at = float("-inf")     # check it soon
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
 
     async def _poll(self, host_name: str, run_ids: list[str]) -> list[RunReport]:
@@ -154,7 +162,13 @@ class Engine:
             return reports + self._lost(host_name, todo, str(e))
         except Exception as e:      # one bad run dir must not stop every other task
             log.exception("cannot read the runs %s on %s", todo, host_name)
-            why = f"cannot read the run's result: {type(e).__name__}: {e}"
+            why = f"{type(e).__name__}: {e}"
+            if not host.is_local:
+                # Over SSH the run may well be alive: treat the host as lost
+                # (grace, then abandon and kill), never as a finished run.
+                self.watch.mark_down(host_name, why)
+                return reports + self._lost(host_name, todo, why)
+            why = f"cannot read the run's result: {why}"
             return reports + [RunReport(r, Phase.EXITED, error=why,
                                         result=Result(outcome="failure", summary=why)) for r in todo]
         for run_id in todo:
@@ -313,15 +327,25 @@ class Engine:
         except HostUnreachable as e:
             self.watch.mark_down(host.name, str(e))
             self.watch.abandon(host.name, run_id)     # stopped when the host returns
+        except Exception:
+            log.exception("stopping run %s on %s failed; will try again", run_id, host.name)
+            self.watch.abandon(host.name, run_id)
         else:
             self.watch.forget(run_id)
         finally:
             self._stopping_runs.discard(run_id)
 
+    def _unchecked(self, host: Host) -> bool:
+        """An SSH host that no health check has seen as it is now gets no runs yet."""
+        return (not host.is_local and host.max_concurrent > 0
+                and self._checked_hosts.get(host.name) != host)
+
     async def check_hosts(self) -> None:
         """One round of host health checks, then stop abandoned runs on hosts that are back."""
+        hosts = dict(self.desired.hosts)
         try:
             await self.watch.check(self.desired, self._executor_for, busy_hosts(self.book, self.watch))
+            self._checked_hosts = hosts
         except Exception:       # a bug in a check must not stop the controller
             log.exception("host health check failed")
         for host, run_id in self.watch.to_stop(self.desired):

@@ -15,6 +15,7 @@ from .planner import plan
 
 async def print_plan(engine: Engine) -> int:
     await engine.sync()
+    await engine.check_hosts()      # reads only: where could runs go now
     observed = await engine.observe()
     actions = plan(engine.desired, observed, engine.clock(),
                    focus=engine.focus | engine.book.unfinished)

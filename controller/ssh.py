@@ -18,6 +18,7 @@ Any failure to reach a host surfaces as `HostUnreachable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import posixpath
 import secrets
@@ -39,6 +40,7 @@ MAX_JUMPS = 8
 
 # asyncssh logs every connection and channel at INFO: the controller's log is for runs.
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
+log = logging.getLogger("fleet")
 
 
 class SSHExecutor:
@@ -55,18 +57,42 @@ class SSHExecutor:
         async with self._session(spec.host) as link:
             where = rundir.paths(await self._workdir(spec.host, link), spec.task_id, spec.run_id)
             files = rundir.render(spec, where)
-            sftp = await link.sftp()
-            state = await _run_dir_state(sftp, where.run_dir)
-            if state == "claimed":
-                return          # a reattach: the run exists, started or finished
-            if state == "absent" and not await _upload(sftp, where.run_dir, files,
-                                                       self._pool(spec.host).made):
-                if await _run_dir_state(sftp, where.run_dir) == "claimed":
-                    return      # another start of this run id won the race
-            code, _, err = await self._exec(link, remote.launch(where.run_dir))
+            # SFTP calls have no timeout of their own, and a stuck sftp-server
+            # still answers keepalives: bound the whole upload.
+            limit = self.settings.command_timeout + self.settings.connect_timeout
+            try:
+                if not await asyncio.wait_for(self._prepare(spec, link, where, files), limit):
+                    return      # a reattach: the run exists, started or finished
+            except asyncio.TimeoutError:
+                link.conn.abort()
+                raise HostUnreachable(f"{spec.host.name}: uploading run {spec.run_id} took "
+                                      f"longer than {limit:g} s") from None
+            except (asyncssh.Error, OSError, EOFError):
+                link.drop_sftp()    # the next start opens a fresh SFTP channel
+                raise
+            try:
+                code, _, err = await self._exec(link, remote.launch(where.run_dir))
+            except HostUnreachable:
+                # The launch command went out: the run may be going. Keep its run id
+                # assigned; polls find it, or lose it after lost_grace.
+                log.warning("run %s: connection lost while launching; will look for it",
+                            spec.run_id)
+                return
             if code != 0:
                 raise HostUnreachable(f"{spec.host.name}: cannot start the run wrapper: "
                                       f"{_text(err) or f'exit {code}'}")
+
+    async def _prepare(self, spec: RunSpec, link: Link, where, files) -> bool:
+        """Upload the run dir; False when the run already exists (a reattach)."""
+        sftp = await link.sftp()
+        state = await _run_dir_state(sftp, where.run_dir)
+        if state == "claimed":
+            return False
+        if state == "absent" and not await _upload(sftp, where.run_dir, files,
+                                                   self._pool(spec.host).made):
+            if await _run_dir_state(sftp, where.run_dir) == "claimed":
+                return False    # another start of this run id won the race
+        return True
 
     async def poll(self, host: Host, run_id: str) -> RunReport | None:
         return (await self.poll_many(host, [run_id]))[run_id]
@@ -180,7 +206,12 @@ class SSHExecutor:
 
     async def _dial(self, host: Host, tunnel) -> asyncssh.SSHClientConnection:
         s = self.settings
-        options = dict(port=host.port, known_hosts=known_hosts(s), config=[],
+        try:
+            trusted = known_hosts(s)
+        except (ValueError, OSError) as e:
+            raise HostUnreachable(f"{host.name}: cannot read ssh.known_hosts: {describe(e)}; "
+                                  "fix the file (fleet hosts scan prints good lines)") from None
+        options = dict(port=host.port, known_hosts=trusted, config=[],
                        connect_timeout=s.connect_timeout, keepalive_interval=s.keepalive_interval,
                        keepalive_count_max=s.keepalive_count_max, tunnel=tunnel)
         if host.user:
@@ -222,14 +253,28 @@ class SSHExecutor:
                    ) -> asyncssh.SSHCompletedProcess:
         for attempt in range(REFUSED_RETRIES):
             try:
-                return await link.conn.run(command, stdin=asyncssh.DEVNULL, encoding=None,
-                                           check=False, timeout=timeout)
+                process = await link.conn.create_process(command, stdin=asyncssh.DEVNULL,
+                                                         encoding=None)
             except asyncssh.ChannelOpenError as e:
                 # The server still counts sessions it is closing: give it a moment.
                 refused = e.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
                 if not refused or attempt == REFUSED_RETRIES - 1:
+                    link.retired = True   # a connection that refuses sessions is retired
                     raise
                 await asyncio.sleep(0.05 * 2 ** attempt)
+                continue
+            try:
+                return await process.wait(check=False, timeout=timeout)
+            except asyncssh.TimeoutError:
+                # The server counts a timed-out command's session until the command
+                # ends (closing our side does not end it): ten of those and it refuses
+                # every new session. Retire the connection; it closes once idle.
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    process.send_signal("KILL")
+                link.retired = True
+                raise
+            finally:
+                process.close()
 
     async def _workdir(self, host: Host, link: Link) -> str:
         wd = host.workdir.rstrip("/") or "/"

@@ -29,6 +29,9 @@ class Link:
     def __init__(self, conn: Any):
         self.conn = conn
         self.channels = 0
+        # A retired link takes no new sessions and is closed once idle: the server
+        # still counts sessions whose command outlived our timeout.
+        self.retired = False
         self._sftp: Any | None = None
         self._sftp_lock = asyncio.Lock()
 
@@ -37,6 +40,12 @@ class Link:
             if self._sftp is None:
                 self._sftp = await self.conn.start_sftp_client()
             return self._sftp
+
+    def drop_sftp(self) -> None:
+        """Forget a failed SFTP client (its server may have timed it out or died)."""
+        sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            sftp.exit()
 
 
 class Pool:
@@ -57,14 +66,15 @@ class Pool:
         # No lock: between two awaits nothing else runs, so check-then-take is atomic.
         while True:
             self.links = [ln for ln in self.links if not ln.conn.is_closed()]
-            link = next((ln for ln in self.links if ln.channels < CHANNELS_PER_CONN), None)
+            link = next((ln for ln in self.links
+                         if ln.channels < CHANNELS_PER_CONN and not ln.retired), None)
             if link is not None:
                 link.channels += 1
                 return link
             recent = self.failure and loop.time() - self.failure[0] < FAIL_MEMORY
             if recent and not fresh:
                 raise HostUnreachable(self.failure[1])
-            if self.opening == 0 and len(self.links) < MAX_CONNS:
+            if self.opening == 0 and sum(not ln.retired for ln in self.links) < MAX_CONNS:
                 break
             if loop.time() >= deadline:
                 raise HostUnreachable(f"all {MAX_CONNS} connections busy for {timeout:.0f} s")
@@ -89,6 +99,9 @@ class Pool:
 
     def release(self, link: Link) -> None:
         link.channels -= 1
+        if link.retired and link.channels <= 0:
+            link.conn.close()
+            self.links = [ln for ln in self.links if ln is not link]
         self._notify()
 
     def close(self) -> None:

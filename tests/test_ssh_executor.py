@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from controller.model import Host, Phase
 from controller.ssh import SSHExecutor
 from controller.sshpool import CHANNELS_PER_CONN, MAX_CONNS
 
-from .sshd import Sshd
+from .sshd import Sshd, descendants
 from .sshkit import SSHWorld, run_once, settings, state_of
 from .fleetkit import World
 from .test_shell import CANARY, HOSTILE
@@ -225,3 +226,52 @@ def test_ssh_config_section(tmp_path):
     path.write_text("ssh:\n  known_host: /k\n")
     with pytest.raises(ConfigError, match="unknown key 'known_host'"):
         load_config(str(path))
+
+
+def test_timed_out_commands_do_not_leak_sessions(sshd):
+    """asyncssh leaves a timed-out command's channel open; ten of them used to
+    make the server refuse every new session on the connection."""
+    async def body(ex):
+        h = host_of(sshd)
+        for _ in range(12):
+            assert (await ex.run(h, "sleep 30", timeout=0.2))[0] is None
+        return await ex.run(h, "echo alive")
+    assert asyncio.run(with_executor(sshd, body))[1] == b"alive\n"
+
+
+def _spec(host: Host, run_id: str) -> RunSpec:
+    return RunSpec(run_id=run_id, task_id="t", host=host, command=("sh", "-c", "sleep 1"),
+                   prompt="hi", prompt_mode="stdin", output_format="raw", repo="/nonexistent",
+                   base="main", branch="task/t", from_branch=False)
+
+
+def test_a_hung_sftp_server_makes_the_start_fail_in_bounded_time(tmp_path):
+    server = Sshd(tmp_path / "sshd").start()
+    stopped: list[int] = []
+    try:
+        async def body(ex):
+            h = host_of(server, workdir=str(tmp_path / "wd"))
+            await ex.start(_spec(h, "r1"))           # opens the SFTP channel
+            for pid in descendants(server.proc.pid):
+                if b"sftp" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            started = time.monotonic()
+            with pytest.raises(HostUnreachable, match="uploading run r2 took longer"):
+                await asyncio.wait_for(ex.start(_spec(h, "r2")), 30)
+            return time.monotonic() - started
+        took = asyncio.run(with_executor(server, body, command_timeout=1, connect_timeout=1))
+        assert stopped and took < 10
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        server.kill()
+
+
+def test_an_unreadable_known_hosts_file_is_the_host_being_unreachable(tmp_path, sshd):
+    bad = tmp_path / "known_hosts"
+    bad.write_text("[build-9.internal]:2222\n")       # a half-pasted line
+    async def body(ex):
+        with pytest.raises(HostUnreachable, match="cannot read ssh.known_hosts"):
+            await ex.run(host_of(sshd), "true")
+    asyncio.run(with_executor(sshd, body, known_hosts=str(bad)))
