@@ -188,6 +188,8 @@ class Engine:
         removed or a task file broken mid-run does not lose the run; and hand the
         planner the specs of in-flight tasks whose file is now invalid."""
         flight = self.book.in_flight() + self.book.in_states(State.REVIEW_PENDING)
+        live = {st.run_id for st in flight} | {st.stopping[1] for st in flight if st.stopping}
+        self.start_failures = {r: f for r, f in self.start_failures.items() if r in live}
         hosts, specs = {}, {}
         for st in flight:
             for name in {st.host, st.stopping[0] if st.stopping else None} - {None}:

@@ -115,6 +115,8 @@ class _Pass:
         """A stop asked for earlier: clear it once the run is gone, else ask again."""
         host, run_id = st.stopping
         report = self.observed.runs.get(run_id)
+        if report is None and host in self.observed.hosts_down:
+            return st   # unknown while its host is down: keep waiting, claim nothing
         if report is not None and report.phase in (Phase.RUNNING, Phase.STARTING):
             self.runs.append(StopRun(st.task, host, run_id, "still stopping"))
             return st

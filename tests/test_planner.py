@@ -330,3 +330,10 @@ def test_cost_and_tokens_add_up_over_attempts_and_commit_carries_over():
     o = observed(revision, runs=[report(Phase.EXITED, result=Result(outcome="success"))])
     again = next(a.status for a in plan(desired(task()), o, NOW) if isinstance(a, SetStatus))
     assert again.state == State.REVIEW_PENDING and again.result.commit == "c1"
+
+
+def test_a_stop_on_a_down_host_is_not_taken_as_done():
+    st = replace(status(state=State.CANCELLED), stopping=("local", "t-run"))
+    assert plan(desired(task(cancel=True)), observed(st, down={"local": "gone"}), NOW) == []
+    cleared = plan(desired(task(cancel=True)), observed(st), NOW)
+    assert next(a.status for a in cleared if isinstance(a, SetStatus)).stopping is None
