@@ -258,7 +258,8 @@ def _explain(c: _Checker, err) -> list[tuple[tuple, str]]:
     kw, inst, sch, value = err.validator, err.instance, err.schema, err.validator_value
     if "propertyNames" in err.absolute_schema_path:
         return [(path + (inst,), f"{at}{show(inst)} is not a valid variable name: "
-                 "use letters, digits and '_', not starting with a digit")]
+                 "use letters, digits and '_', not starting with a digit, and none of "
+                 "IFS, PWD, OLDPWD, PS4, ENV, CDPATH, OPTIND (the shell's own)")]
     if kw == "additionalProperties" and value is False:
         return [_unknown_key(path, k, sch) for k in inst if k not in sch.get("properties", {})]
     if kw == "required":

@@ -437,3 +437,11 @@ def test_bad_prompt_template_in_fleet_yaml_is_a_problem_with_its_line():
     problems = validate_files({"fleet.yaml": b"poll_interval: 10s\nprompt_template: |\n  Do $goall now\n"})
     assert len(problems) == 1
     assert str(problems[0]).startswith("fleet.yaml:2: prompt_template:") and "goall" in str(problems[0])
+
+
+def test_env_names_the_run_would_refuse_are_refused_by_validate():
+    from controller.desired import validate_files
+    from controller.shell import RESERVED_NAMES
+    for name in sorted(RESERVED_NAMES):
+        problems = validate_files({"agents/x.yaml": f"name: x\ncommand: [x]\nenv:\n  {name}: v\n".encode()})
+        assert [p.line for p in problems] == [4] and "the shell's own" in problems[0].message, name
