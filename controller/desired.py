@@ -280,7 +280,12 @@ class DesiredBuilder:
         """Take in fleet.yaml; True when the task defaults changed."""
         old = self._defaults
         usable = self._usable("fleet", "fleet")
-        self._settings = usable.obj if usable else Settings()
+        if usable is not None:
+            self._settings = usable.obj
+        elif "fleet" not in self._named["fleet"]:
+            self._settings = Settings()         # no fleet.yaml: the built-in defaults
+        # else: a broken fleet.yaml keeps the last good settings (its problem is
+        # reported), so one typo does not change every task's timeout at once.
         new = dict(self._settings.task_defaults)   # a plain dict: ** on it is fastest
         if new == old:
             return False      # keep the old dict: Tasks made with it stay current

@@ -445,3 +445,17 @@ def test_env_names_the_run_would_refuse_are_refused_by_validate():
     for name in sorted(RESERVED_NAMES):
         problems = validate_files({"agents/x.yaml": f"name: x\ncommand: [x]\nenv:\n  {name}: v\n".encode()})
         assert [p.line for p in problems] == [4] and "the shell's own" in problems[0].message, name
+
+
+def test_a_broken_fleet_yaml_keeps_the_last_good_settings():
+    from controller.desired import DesiredBuilder
+    blobs = {"good": b"poll_interval: 3s\ndefaults:\n  timeout: 1h\n", "bad": b"poll_interval: [\n",
+             "t": b"id: t\ntitle: t\nagent: a\ngoal: g\nrepo: /r\n", "a": b"name: a\ncommand: [a]\n"}
+    b = DesiredBuilder()
+    d = b.apply([("fleet.yaml", "good"), ("tasks/t.yaml", "t"), ("agents/a.yaml", "a")], blobs.__getitem__, "c1")
+    assert d.settings.poll_interval == 3 and d.tasks["t"].timeout == 3600
+    d = b.apply([("fleet.yaml", "bad")], blobs.__getitem__, "c2")
+    assert d.settings.poll_interval == 3 and d.tasks["t"].timeout == 3600
+    assert [p.path for p in b.problems] == ["fleet.yaml"]
+    d = b.apply([("fleet.yaml", None)], blobs.__getitem__, "c3")
+    assert d.settings.poll_interval == 10 and d.tasks["t"].timeout is None
