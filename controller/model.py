@@ -182,6 +182,7 @@ class Status:
     history: tuple[Transition, ...] = ()
     runs: int = 0                  # runs ever started: makes run ids unique
     feedback_seen: int = 0         # feedback entries already acted on
+    feedback_last: str | None = None  # digest of the last entry acted on: an edit is new feedback
     rerun_seen: str | None = None  # the task's `rerun` value this status has honoured
     # (host, run id) of a run asked to stop and not yet seen gone: until it is,
     # the task starts nothing new and the run keeps its slot on that host.

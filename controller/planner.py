@@ -13,6 +13,7 @@ phase are used in the same pass.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -158,7 +159,8 @@ class _Pass:
         st = Status(task=task_id, state=State.CREATED, created_at=self.now,
                     branch=f"task/{task_id}", spec_commit=self.desired.commit or None,
                     rerun_seen=task.rerun if task else None,
-                    feedback_seen=len(task.feedback) if task else 0)
+                    feedback_seen=len(task.feedback) if task else 0,
+                    feedback_last=_feedback_digest(task.feedback) if task else None)
         st = replace(st, history=(Transition(self.now, None, State.CREATED, "task file added"),),
                      message="task file added", last_activity_at=self.now)
         self.statuses[task_id] = st
@@ -195,7 +197,8 @@ class _Pass:
                          attempt=0, review_count=0, result=None, host=None,
                          run_id=None, retry_at=None, started_at=None,
                          finished_at=None, rerun_seen=task.rerun,
-                         feedback_seen=len(task.feedback))
+                         feedback_seen=len(task.feedback),
+                         feedback_last=_feedback_digest(task.feedback))
 
     def _cancel(self, st: Status, task: Task) -> None:
         if st.state in TERMINAL:
@@ -300,16 +303,16 @@ class _Pass:
             self.move(st, State.COMPLETED, f"{task.branch} merged into {task.base}",
                       finished_at=self.now)
             return
-        if len(task.feedback) <= st.feedback_seen:
+        if not _new_feedback(st, task):
             return
+        seen = dict(feedback_seen=len(task.feedback), feedback_last=_feedback_digest(task.feedback))
         if st.review_count >= task.max_reviews:
             self.move(st, State.FAILED, f"new feedback but the review limit is reached "
                       f"({st.review_count} of max_reviews {task.max_reviews})",
-                      feedback_seen=len(task.feedback), finished_at=self.now)
+                      finished_at=self.now, **seen)
             return
         self.move(st, State.REVISING, f"feedback: {_first_line(task.feedback[-1])[:120]}",
-                  review_count=st.review_count + 1, attempt=0,
-                  feedback_seen=len(task.feedback))
+                  review_count=st.review_count + 1, attempt=0, **seen)
 
     # ---- phase 2: place the tasks that want a host -------------------------------
     def _place(self, ids: list[str]) -> None:
@@ -380,6 +383,18 @@ def _accumulate(previous: Result | None, new: Result) -> Result:
     return replace(new, tokens=previous.tokens + new.tokens,
                    cost_usd=round(sum(costs), 6) if costs else None,
                    commit=new.commit or previous.commit)
+
+
+def _feedback_digest(feedback: tuple[str, ...]) -> str | None:
+    return hashlib.sha256(feedback[-1].encode()).hexdigest()[:16] if feedback else None
+
+
+def _new_feedback(st: Status, task: Task) -> bool:
+    """An entry was added, or the last one was rewritten (people edit their notes)."""
+    if len(task.feedback) > st.feedback_seen:
+        return True
+    return (bool(task.feedback) and st.feedback_last is not None
+            and _feedback_digest(task.feedback) != st.feedback_last)
 
 
 def _last_failure(st: Status) -> str:

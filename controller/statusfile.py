@@ -73,6 +73,7 @@ def dumps(status: Status) -> bytes:
                        f"\n    reason: {_scalar(t.reason)}")
     out.append(f"runs: {int(s.runs)}")
     out.append(f"feedback_seen: {int(s.feedback_seen)}")
+    _opt(out, "feedback_last", s.feedback_last)
     _opt(out, "rerun_seen", s.rerun_seen)
     if s.stopping is not None:
         out.append(f"stopping:\n  host: {_scalar(s.stopping[0])}\n  run_id: {_scalar(s.stopping[1])}")
@@ -198,6 +199,7 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         history=_load_history(doc.get("history"), where),
         runs=r.integer("runs"),
         feedback_seen=r.integer("feedback_seen"),
+        feedback_last=r.text("feedback_last"),
         rerun_seen=r.text("rerun_seen"),
         stopping=_load_stopping(r.mapping("stopping"), where),
     )

@@ -337,3 +337,15 @@ def test_a_stop_on_a_down_host_is_not_taken_as_done():
     assert plan(desired(task(cancel=True)), observed(st, down={"local": "gone"}), NOW) == []
     cleared = plan(desired(task(cancel=True)), observed(st), NOW)
     assert next(a.status for a in cleared if isinstance(a, SetStatus)).stopping is None
+
+
+def test_an_edited_last_feedback_entry_asks_for_a_revision_too():
+    from controller.planner import _feedback_digest
+    seen = status(state=State.REVIEW_PENDING, feedback_seen=1, feedback_last=_feedback_digest(("add tests",)))
+    assert plan(desired(task(feedback=("add tests",))), observed(seen), NOW) == []
+    edited = plan(desired(task(feedback=("add tests for the parser",))), observed(seen), NOW)
+    assert states(edited) == {"t": State.ASSIGNED}
+    st = next(a.status for a in edited if isinstance(a, SetStatus))
+    assert st.feedback_last == _feedback_digest(("add tests for the parser",)) and st.review_count == 1
+    old_file = replace(seen, feedback_last=None)     # a status written before the digest existed
+    assert plan(desired(task(feedback=("changed",))), observed(old_file), NOW) == []
