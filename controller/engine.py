@@ -25,8 +25,9 @@ from .executor import Executor, HostUnreachable, RunSpec
 from .gitstore import SPEC_DIRS, GitError, GitStore
 from .hosts import HostWatch, busy_hosts
 from .local import LocalExecutor
-from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
-                    Result, RunReport, SetStatus, StartRun, State, StopRun, Task)
+from .model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Host, Observed,
+                    Phase, Result, RunReport, SetStatus, StartRun, State, Status, StopRun,
+                    Task)
 from .planner import plan
 from .prompt import build_prompt
 from .statusbook import StatusBook
@@ -254,7 +255,10 @@ class Engine:
         for a in actions:
             if isinstance(a, SetStatus):
                 self.book.put(a.status)
+                self._clean_if_done(a.status)
             elif isinstance(a, DeleteStatus):
+                if (old := self.book.get(a.task)) is not None:
+                    self._clean_if_done(replace(old, state=State.CANCELLED, stopping=None))
                 self.book.remove(a.task)
         for line in result.lines:
             log.info("%s", line)
@@ -336,6 +340,24 @@ class Engine:
             self.watch.forget(run_id)
         finally:
             self._stopping_runs.discard(run_id)
+
+    def _clean_if_done(self, st: Status) -> None:
+        """A finished task's workspace (a whole clone) is removed from its host,
+        once no run of it is left; best effort, in the background."""
+        host = self._host(st.host or "")
+        executor = self._executor_for(host) if host else None
+        cleanup = getattr(executor, "cleanup", None)
+        if st.state not in TERMINAL or st.stopping is not None or cleanup is None:
+            return
+
+        async def clean() -> None:
+            try:
+                await cleanup(host, st.task)
+            except Exception as e:      # a host that is down keeps the clone; no harm
+                log.warning("could not remove the workspace of %s on %s: %s", st.task, host.name, e)
+        job = asyncio.get_running_loop().create_task(clean())
+        self.stopping.add(job)          # awaited like stops before --once exits
+        job.add_done_callback(self.stopping.discard)
 
     def _unchecked(self, host: Host) -> bool:
         """An SSH host that no health check has seen as it is now gets no runs yet."""

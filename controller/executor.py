@@ -51,3 +51,6 @@ class Executor(Protocol):
 
     async def stop(self, host: Host, run_id: str, grace: float) -> None:
         """TERM the run's process group, KILL it after `grace` seconds."""
+
+    async def cleanup(self, host: Host, task_id: str) -> None:
+        """Remove the workspace of a task that is finished (best effort)."""

@@ -45,6 +45,11 @@ class LocalExecutor:
     async def poll(self, host: Host, run_id: str) -> RunReport | None:
         return await asyncio.to_thread(self._poll, host, run_id)
 
+    async def cleanup(self, host: Host, task_id: str) -> None:
+        """Remove a finished task's workspace (a whole clone); run dirs stay for the record."""
+        path = rundir.workspace(workdir(host), task_id)
+        await asyncio.to_thread(shutil.rmtree, path, True)
+
     async def stop(self, host: Host, run_id: str, grace: float) -> None:
         path = rundir.run_dir(workdir(host), run_id)
         if not os.path.isdir(path):

@@ -53,12 +53,16 @@ def run_dir(workdir: str, run_id: str) -> str:
     return posixpath.join(workdir, "runs", run_id)
 
 
-def paths(workdir: str, task_id: str, run_id: str) -> RunPaths:
-    # Both ids become directory names; a `/` or `..` in either would escape workdir.
+def workspace(workdir: str, task_id: str) -> str:
+    # The id becomes a directory name; a `/` or `..` in it would escape workdir.
     # fullmatch: `$` alone would let a trailing newline through.
     if not isinstance(task_id, str) or not ID_RE.fullmatch(task_id):
         raise ValueError(f"invalid task id {task_id!r}")
-    return RunPaths(run_dir(workdir, run_id), posixpath.join(workdir, "work", task_id))
+    return posixpath.join(workdir, "work", task_id)
+
+
+def paths(workdir: str, task_id: str, run_id: str) -> RunPaths:
+    return RunPaths(run_dir(workdir, run_id), workspace(workdir, task_id))
 
 
 def wrapper_script() -> bytes:

@@ -126,6 +126,12 @@ class SSHExecutor:
             if code is None:        # not known to be dead: the engine tries again later
                 raise HostUnreachable(f"{host.name}: stopping run {run_id}: {_text(err)}")
 
+    async def cleanup(self, host: Host, task_id: str) -> None:
+        """Remove a finished task's workspace (a whole clone); run dirs stay for the record."""
+        async with self._session(host) as link:
+            path = rundir.workspace(await self._workdir(host, link), task_id)
+            await self._exec(link, remote.sh('rm -rf -- "$1"', path))
+
     # ---- for health checks and tests ----------------------------------------------
     async def run(self, host: Host, command: str, timeout: float | None = None,
                   fresh: bool = False) -> tuple[int | None, bytes, bytes]:

@@ -56,9 +56,12 @@ def test_task_goes_to_review_then_completed_on_merge(tmp_path):
     assert st["result"]["outcome"] == "success" and st["result"]["commit"]
     assert "Task fix-login" in w.target_file("task/fix-login", "NOTES.md")
     assert [h["to"] for h in st["history"]] == ["created", "assigned", "running", "review_pending"]
+    assert (w.workdir / "work" / "fix-login" / ".git").is_dir()   # kept for a revision
     w.merge("task/fix-login")
     run_once(engine)
     assert w.status("fix-login")["state"] == "completed"
+    assert not (w.workdir / "work" / "fix-login").exists()      # finished: the clone is gone
+    assert list((w.workdir / "runs").glob("fix-login-*/output"))  # the run dirs stay
     log = git("-C", w.fleet, "log", "--format=%an|%B", "--", "status/fix-login.yaml")
     assert "fix-login: running -> review_pending (branch task/fix-login pushed)" in log
     assert "Fleet-Task: fix-login" in log

@@ -121,6 +121,9 @@ def test_cancel_kills_the_run_on_the_host(tmp_path, sshd):
     pid = int((w.run_dir("doomed") / "pid").read_text())
     assert not group_alive(pid)
     assert "cancelled" in (w.run_dir("doomed") / "result").read_text()
+    assert "stopping" not in st
+    workspace = w.remote_dir(st["host"]) / "work" / "doomed"
+    assert not workspace.exists()       # finished: the clone is removed on the host
 
 
 def test_timeout_stops_the_run_and_fails_the_attempt(tmp_path, sshd):
