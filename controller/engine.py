@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +27,7 @@ from .model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Host, Obser
                     Phase, Result, RunReport, SetStatus, StartRun, State, Status, StopRun,
                     Task)
 from .planner import plan
-from .prompt import build_prompt
+from .runspec import make_spec
 from .statusbook import StatusBook
 from .targets import Targets
 
@@ -298,24 +296,13 @@ class Engine:
         self.start_failures[action.run_id] = RunReport(action.run_id, Phase.UNREACHABLE, error=why)
 
     def _spec(self, a: StartRun, host: Host) -> RunSpec:
-        task = self.desired.tasks[a.task]
-        agent = self.desired.agents[task.agent]
-        previous = self.book.get(a.task)
-        prompt = build_prompt(
-            task, repo=task.repo, branch=task.branch, base=task.base, attempt=a.attempt,
-            feedback=a.feedback, previous_result=previous.result if previous and a.from_branch else None,
-            previous_failure=a.previous_failure, template=self.desired.settings.prompt_template)
-        env = list(host.env) + list(agent.env)
-        if host.is_local and not any(k == "PATH" for k, _ in env):
-            # Local runs see the controller's own bin directory first, so agents
-            # installed next to fleet (like the demo agent) are found.
-            bindir = str(Path(sys.executable).parent)
-            env.append(("PATH", f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
-        return RunSpec(run_id=a.run_id, task_id=a.task, host=host, command=agent.command,
-                       prompt=prompt, prompt_mode=agent.prompt, output_format=agent.output,
-                       repo=task.repo, base=task.base, branch=task.branch,
-                       from_branch=a.from_branch, validation=task.validation, attempt=a.attempt,
-                       env=tuple(env))
+        # A task whose file turned invalid after its assignment runs on its last valid spec.
+        task = self.desired.tasks.get(a.task) or self.desired.stale[a.task]
+        agent = self.desired.agents.get(task.agent)
+        if agent is None:
+            raise ValueError(f"agent {task.agent} is not (or no longer) a valid profile")
+        return make_spec(task, agent, host, a, self.book.get(a.task),
+                         self.desired.settings.prompt_template)
 
     def _stop(self, action: StopRun) -> None:
         host = self._host(action.host)
