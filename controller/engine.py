@@ -402,7 +402,17 @@ class Engine:
             if job is not None and not checked:
                 await job       # the first round decides where the first runs may go
             checked = True
-            result = await self.step()
+            try:
+                result = await self.step()
+            except Exception:
+                if once:
+                    raise
+                # A bug in one pass must not end the controller: runs go on
+                # detached, and the next pass starts from git and the hosts again.
+                log.exception("reconcile pass failed; trying again")
+                self.write_failures += 1
+                await self._after_write_failure(once, tick)
+                continue
             if not result.written:
                 await self._after_write_failure(once, tick)
                 continue
