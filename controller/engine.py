@@ -79,6 +79,7 @@ class Engine:
         self._checked_hosts: dict[str, Host] = {}   # hosts as the last health round saw them
         self._known_specs: dict[str, Task] = {}
         self.write_failures = 0                  # status commits failed in a row
+        self._status_tree: str | None = None     # status/ as we last read or wrote it
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
@@ -100,14 +101,23 @@ class Engine:
         changes = await asyncio.to_thread(self.store.changes, self.commit, tip, SPEC_DIRS)
         self.desired = self.builder.apply(changes, self.store.read, tip)
         if cold:
-            blobs = await asyncio.to_thread(self.store.status_blobs, tip)
-            await asyncio.to_thread(self.book.load, blobs, self.store.read)
+            await self._load_statuses(tip)
             self.focus |= self._cold_focus()   # not every task: most are finished
         else:
             self.focus |= self.builder.changed_tasks
+            if self.store.status_tree(tip) != self._status_tree:
+                log.warning("status/ was changed by someone other than this controller; "
+                            "re-reading it (is a second controller writing to this repository?)")
+                await self._load_statuses(tip)
+                self.focus |= self._cold_focus()
         self.commit = tip
         self.targets.min_interval = self.desired.settings.poll_interval
         return True
+
+    async def _load_statuses(self, tip: str) -> None:
+        blobs = await asyncio.to_thread(self.store.status_blobs, tip)
+        await asyncio.to_thread(self.book.load, blobs, self.store.read)
+        self._status_tree = self.store.status_tree(tip)
 
     def _cold_focus(self) -> set[str]:
         """Tasks a first pass must look at; finished tasks with an unchanged spec need nothing."""
@@ -250,6 +260,8 @@ class Engine:
             log.error("status commit failed, will retry next pass: %s", e)
             result.lines = []
             return False
+        if result.commit is not None:
+            self._status_tree = self.store.status_tree(result.commit)
         for a in actions:
             if isinstance(a, SetStatus):
                 self.book.put(a.status)

@@ -50,6 +50,10 @@ class GitError(Exception):
     """A git operation failed; the message says what failed and what to do."""
 
 
+class StatusConflict(GitError):
+    """status/ changed under us: the caller re-reads it before it writes again."""
+
+
 class GitStore:
     """The controller's clone of one branch of the fleet repository.
 
@@ -258,6 +262,21 @@ class GitStore:
         odb = self.repo.odb
         return {task: odb.read(oid)[1] for task, oid in self._status_oids(commit)}
 
+    def _changed_entries(self, old: str, new: str, names) -> list[str]:
+        """Those of `names` whose entry in status/ differs between two commits."""
+        a, b = _subtree(self._tree(old), "status"), _subtree(self._tree(new), "status")
+        if (a.id if a is not None else None) == (b.id if b is not None else None):
+            return []
+        a, b = (self.repo[t.id] if t is not None else None for t in (a, b))
+        def entry(tree, name):
+            return tree[name].id if tree is not None and name in tree else None
+        return [n for n in names if entry(a, n) != entry(b, n)]
+
+    def status_tree(self, commit: str) -> str | None:
+        """The id of status/ at commit: cheap to compare, it changes with any status file."""
+        entry = _subtree(self._tree(commit), "status")
+        return str(entry.id) if entry is not None else None
+
     def status_blobs(self, commit: str) -> dict[str, str]:
         """Task id -> blob hex of status/<id>.yaml at commit (read them with read())."""
         return {task: str(oid) for task, oid in self._status_oids(commit)}
@@ -309,6 +328,12 @@ class GitStore:
                 self._housekeep()
                 return str(commit)
             self._fetch(self.path)    # someone pushed first: re-apply the same writes on theirs
+            changed = self._changed_entries(base, self.tip(), blobs)
+            if changed:
+                # Someone else wrote the very status files we are writing (another
+                # controller?): re-applying ours would overwrite theirs unseen.
+                raise StatusConflict(f"status/{changed[0]} in {self.branch} of {self.source} was "
+                                     "changed by someone else; re-reading status/ before writing again")
         raise GitError(f"status push to {self.branch} of {self.source} was rejected "
                        f"{self.push_attempts} times because others kept pushing; "
                        "it will be retried on the next pass")

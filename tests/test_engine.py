@@ -15,6 +15,7 @@ import yaml
 from controller.engine import Engine
 from controller.gitstore import GitStore
 from controller.local import LocalExecutor
+from controller.model import Phase, RunReport, StartRun
 
 from .fleetkit import World, git, wait_for
 
@@ -251,3 +252,43 @@ def test_an_agent_failing_before_any_output_says_why_from_stderr(tmp_path):
     st = w.status("r")
     assert st["state"] == "failed"
     assert "agent exited 1" in st["message"] and "cannot be used with root" in st["message"]
+
+
+class CountingExecutor:
+    """Our executor interface, counting starts; runs stay 'running' forever."""
+
+    def __init__(self):
+        self.started: list[str] = []
+
+    async def start(self, spec):
+        self.started.append(spec.run_id)
+
+    async def poll(self, host, run_id):
+        return RunReport(run_id, Phase.RUNNING) if run_id in self.started else None
+
+    async def stop(self, host, run_id, grace):
+        pass
+
+
+def test_a_second_controller_on_the_same_repo_does_not_overwrite_the_first(tmp_path):
+    w = World(tmp_path)
+    w.task("t")
+    w.push()
+    a_runs, b_runs = CountingExecutor(), CountingExecutor()
+    a = Engine(GitStore(str(w.fleet), tmp_path / "a"), tmp_path / "a", executors=lambda h: a_runs)
+    b = Engine(GitStore(str(w.fleet), tmp_path / "b"), tmp_path / "b", executors=lambda h: b_runs)
+
+    async def scenario():
+        await a.sync()
+        await b.sync()                          # both see t with no status yet
+        first = await a.step()
+        second = await b.step()                 # writes the same status file: refused
+        assert first.written and not second.written
+        await b.sync()                          # b re-reads status/ and sees a's run
+        assert b.book["t"].state.value == "assigned" and b.book["t"].run_id == a_runs.started[0]
+        third = await b.step()
+        # b only ever asks for a's run by its id (idempotent: a reattach), never a new one
+        assert [x.run_id for x in third.actions if isinstance(x, StartRun)] == a_runs.started
+
+    asyncio.run(scenario())
+    assert len(a_runs.started) == 1 and b_runs.started == a_runs.started
