@@ -33,6 +33,7 @@ from .targets import Targets
 
 log = logging.getLogger("fleet")
 MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
+POLL_BUDGET = 3.0           # seconds a pass waits for one host's poll
 
 
 def utcnow() -> datetime:
@@ -80,6 +81,10 @@ class Engine:
         self._known_specs: dict[str, Task] = {}
         self.write_failures = 0                  # status commits failed in a row
         self._status_tree: str | None = None     # status/ as we last read or wrote it
+        self._polls: dict[str, asyncio.Task] = {}        # host -> its poll still running
+        self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
+        self._slow: set[str] = set()                     # hosts whose polls exceed the budget
+        self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
@@ -136,9 +141,7 @@ class Engine:
                 by_host.setdefault(st.host or "", []).append(st.run_id or "")
             if st.stopping is not None:
                 by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
-        # Hosts are polled concurrently: one slow or dead host does not hold up the others.
-        polled = await asyncio.gather(*(self._poll(h, ids) for h, ids in by_host.items()))
-        runs = {r.run_id: r for reports in polled for r in reports}
+        runs, slow = await self._poll_hosts(by_host)
         for run_id in self._stopping_runs & set(runs):
             # A stop still in its TERM grace: the run's slot stays taken until
             # the stop is done, whatever its wrapper already wrote.
@@ -151,7 +154,46 @@ class Engine:
             elif self._unchecked(host):
                 down.setdefault(host.name, "waiting for its first health check")
                 self._health_at = float("-inf")     # check it soon
+        for name, why in slow.items():
+            down.setdefault(name, why)    # its runs wait for a first poll
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
+
+    async def _poll_hosts(self, by_host: dict[str, list[str]]
+                          ) -> tuple[dict[str, RunReport], dict[str, str]]:
+        """The runs' reports, polled per host side by side. A pass waits at most
+        POLL_BUDGET for a host: a slower one keeps its last reports for this pass
+        and is answered in a later one, so one slow host does not slow them all."""
+        loop = asyncio.get_running_loop()
+        jobs = {}
+        for host, run_ids in by_host.items():
+            if host not in self._polls:
+                self._polls[host] = loop.create_task(self._timed_poll(host, run_ids))
+            jobs[host] = self._polls[host]
+        waited = [job for host, job in jobs.items() if host not in self._slow]
+        if waited:
+            await asyncio.wait(waited, timeout=POLL_BUDGET)
+        runs: dict[str, RunReport] = {}
+        slow: dict[str, str] = {}
+        for host, job in jobs.items():
+            if job.done():
+                del self._polls[host]
+                reports, took = job.result()
+                self._reports[host] = {r.run_id: r for r in reports}
+                (self._slow.add if took > POLL_BUDGET else self._slow.discard)(host)
+            else:
+                self._slow.add(host)    # not waited for again until a poll is quick
+            if host in self._slow and host not in self._reports:
+                # No report at all yet (a restart): its runs must wait, not vanish.
+                slow[host] = f"slow to answer: a poll takes more than {POLL_BUDGET:g} s"
+            runs.update(self._reports.get(host, {}))
+        self._reports = {h: r for h, r in self._reports.items() if h in by_host}
+        self._slow &= set(by_host)
+        return runs, slow
+
+    async def _timed_poll(self, host: str, run_ids: list[str]) -> tuple[list[RunReport], float]:
+        started = asyncio.get_running_loop().time()
+        reports = await self._poll(host, run_ids)
+        return reports, asyncio.get_running_loop().time() - started
 
     async def _poll(self, host_name: str, run_ids: list[str]) -> list[RunReport]:
         reports = [self.start_failures[r] for r in run_ids if r in self.start_failures]
@@ -237,9 +279,14 @@ class Engine:
         for action in actions:
             if isinstance(action, StopRun):
                 self._stop(action)
-        # Starts are independent and idempotent by run id: side by side, a fan-out
-        # over many hosts costs the slowest start, not the sum of them.
-        await asyncio.gather(*(self._start(a) for a in actions if isinstance(a, StartRun)))
+        # Starts are independent and idempotent by run id: in the background, side
+        # by side, so a fan-out costs the slowest start and a slow host holds up
+        # no pass. A start still going is not asked for twice.
+        loop = asyncio.get_running_loop()
+        for a in actions:
+            if isinstance(a, StartRun) and a.run_id not in self._starting:
+                job = self._starting[a.run_id] = loop.create_task(self._start(a))
+                job.add_done_callback(lambda _, run_id=a.run_id: self._starting.pop(run_id, None))
         return result
 
     async def _write(self, actions: list[Action], result: PassResult) -> bool:
@@ -388,7 +435,7 @@ class Engine:
     def busy(self) -> bool:
         """Runs in flight, retries pending or stops unfinished: --once keeps going."""
         waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
-        return bool(waiting or self.stopping or self.book.in_flight())
+        return bool(waiting or self.stopping or self._starting or self.book.in_flight())
 
     async def run(self, once: bool, poll_interval: float | None = None,
                   tick: float = 0.5, max_passes: int | None = None) -> None:
@@ -432,8 +479,10 @@ class Engine:
             if once and not started and not self.busy():
                 break
             await asyncio.sleep(0 if started else tick)
-        if self.stopping:
-            await asyncio.gather(*self.stopping, return_exceptions=True)
+        if self.stopping or self._starting:
+            await asyncio.gather(*self.stopping, *self._starting.values(), return_exceptions=True)
+        for job in self._polls.values():
+            job.cancel()
         if self._health_job is not None:
             self._health_job.cancel()
         if self._ssh is not None:

@@ -170,3 +170,43 @@ def test_a_host_cut_off_by_the_network_and_reconnected(tmp_path, netns):
         assert st["attempt"] == 1 and len(w.invocations()) == 1
     finally:
         server.kill()
+
+
+def test_a_slow_host_does_not_slow_the_passes_for_the_others(tmp_path):
+    """ssh-2 answers every command in 4 s (its shell startup sleeps): a task on
+    ssh-1 must still go through in about the time it takes on its own."""
+    fast, slow = Sshd(tmp_path / "sshd1").start(), Sshd(tmp_path / "sshd2")
+    shutil.copy(fast.root / "authorized_keys", slow.root / "authorized_keys")
+    (tmp_path / "slow.sh").write_text("sleep 4\n")
+    config = slow.root / "sshd_config"
+    config.write_text(config.read_text().replace(
+        "SetEnv SHLVL=1", f"SetEnv SHLVL=1 BASH_ENV={tmp_path / 'slow.sh'}"))
+    slow.start()
+    try:
+        fast.known_hosts.write_text(fast.known_hosts_line() + slow.known_hosts_line())
+        w = SSHWorld(tmp_path / "w", fast, hosts=1, max_concurrent=2)
+        w.write("hosts/ssh-1.yaml", fast.host("ssh-1", w.remote_dir("ssh-1"), capabilities=["demo", "one"]))
+        w.write("hosts/ssh-2.yaml", slow.host("ssh-2", w.remote_dir("ssh-2"), capabilities=["demo", "two"]))
+        w.agent_script("sleepy", body="sleep 120\n")
+        w.task("long", agent="sleepy", requires=["two"])
+        w.push()
+        engine = w.engine(command_timeout=20)
+        took = []
+
+        async def scenario():
+            job = asyncio.create_task(engine.run(once=False, tick=0.05, poll_interval=0.2))
+            try:
+                await until(lambda: state_of(w, "long") == "running", 120)
+                w.task("quick", agent="count", requires=["one"])
+                started = asyncio.get_running_loop().time()
+                await asyncio.to_thread(w.push, "quick")
+                await until(lambda: state_of(w, "quick") == "review_pending", 60)
+                took.append(asyncio.get_running_loop().time() - started)
+                await engine._stop_run(engine._ssh, engine.desired.hosts["ssh-2"], w.status("long")["run_id"])
+            finally:
+                job.cancel()
+        asyncio.run(scenario())
+        assert took[0] < 4, f"a task on the fast host waited {took[0]:.1f} s for the slow one"
+    finally:
+        fast.kill()
+        slow.kill()
