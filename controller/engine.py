@@ -19,21 +19,20 @@ from typing import Callable
 from . import statusfile
 from .config import SSHConfig
 from .desired import DesiredBuilder
-from .executor import Executor, HostUnreachable, RunSpec
+from .executor import Executor
 from .gitstore import SPEC_DIRS, GitError, GitStore
 from .hosts import HostWatch, busy_hosts
+from .dispatch import Dispatch
 from .local import LocalExecutor
-from .model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Host, Observed,
-                    Phase, Result, RunReport, SetStatus, StartRun, State, Status, StopRun,
-                    Task)
+from .polling import Polling
+from .model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
+                    RunReport, SetStatus, StartRun, State, StopRun, Task)
 from .planner import plan
-from .runspec import make_spec
 from .statusbook import StatusBook
 from .targets import Targets
 
 log = logging.getLogger("fleet")
 MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
-POLL_BUDGET = 3.0           # seconds a pass waits for one host's poll
 
 
 def utcnow() -> datetime:
@@ -48,7 +47,7 @@ class PassResult:
     written: bool = False                            # the pass's statuses are on record
 
 
-class Engine:
+class Engine(Polling, Dispatch):
     def __init__(self, store: GitStore, state_dir: Path,
                  clock: Callable[[], datetime] = utcnow,
                  executors: Callable[[Host], Executor | None] | None = None,
@@ -158,78 +157,6 @@ class Engine:
             down.setdefault(name, why)    # its runs wait for a first poll
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
 
-    async def _poll_hosts(self, by_host: dict[str, list[str]]
-                          ) -> tuple[dict[str, RunReport], dict[str, str]]:
-        """The runs' reports, polled per host side by side. A pass waits at most
-        POLL_BUDGET for a host: a slower one keeps its last reports for this pass
-        and is answered in a later one, so one slow host does not slow them all."""
-        loop = asyncio.get_running_loop()
-        jobs = {}
-        for host, run_ids in by_host.items():
-            if host not in self._polls:
-                self._polls[host] = loop.create_task(self._timed_poll(host, run_ids))
-            jobs[host] = self._polls[host]
-        waited = [job for host, job in jobs.items() if host not in self._slow]
-        if waited:
-            await asyncio.wait(waited, timeout=POLL_BUDGET)
-        runs: dict[str, RunReport] = {}
-        slow: dict[str, str] = {}
-        for host, job in jobs.items():
-            if job.done():
-                del self._polls[host]
-                reports, took = job.result()
-                self._reports[host] = {r.run_id: r for r in reports}
-                (self._slow.add if took > POLL_BUDGET else self._slow.discard)(host)
-            else:
-                self._slow.add(host)    # not waited for again until a poll is quick
-            if host in self._slow and host not in self._reports:
-                # No report at all yet (a restart): its runs must wait, not vanish.
-                slow[host] = f"slow to answer: a poll takes more than {POLL_BUDGET:g} s"
-            runs.update(self._reports.get(host, {}))
-        self._reports = {h: r for h, r in self._reports.items() if h in by_host}
-        self._slow &= set(by_host)
-        return runs, slow
-
-    async def _timed_poll(self, host: str, run_ids: list[str]) -> tuple[list[RunReport], float]:
-        started = asyncio.get_running_loop().time()
-        reports = await self._poll(host, run_ids)
-        return reports, asyncio.get_running_loop().time() - started
-
-    async def _poll(self, host_name: str, run_ids: list[str]) -> list[RunReport]:
-        reports = [self.start_failures[r] for r in run_ids if r in self.start_failures]
-        todo = [r for r in run_ids if r not in self.start_failures]
-        host = self._host(host_name)
-        executor = self._executor_for(host) if host and todo else None
-        if executor is None:
-            return reports
-        if host_name in self.watch.unreachable:
-            # The health checks notice its return; until then its runs wait, then are lost.
-            return reports + self._lost(host_name, todo, self.hosts_down.get(host_name, ""))
-        try:
-            many = getattr(executor, "poll_many", None)    # one remote command per host
-            found = await many(host, todo) if many else {r: await executor.poll(host, r) for r in todo}
-        except HostUnreachable as e:
-            self.watch.mark_down(host_name, str(e))
-            return reports + self._lost(host_name, todo, str(e))
-        except Exception as e:      # one bad run dir must not stop every other task
-            log.exception("cannot read the runs %s on %s", todo, host_name)
-            why = f"{type(e).__name__}: {e}"
-            if not host.is_local:
-                # Over SSH the run may well be alive: treat the host as lost
-                # (grace, then abandon and kill), never as a finished run.
-                self.watch.mark_down(host_name, why)
-                return reports + self._lost(host_name, todo, why)
-            why = f"cannot read the run's result: {why}"
-            return reports + [RunReport(r, Phase.EXITED, error=why,
-                                        result=Result(outcome="failure", summary=why)) for r in todo]
-        for run_id in todo:
-            self.watch.seen(run_id)
-        return reports + [r for r in found.values() if r is not None]
-
-    def _lost(self, host: str, run_ids: list[str], why: str) -> list[RunReport]:
-        reports = (self.watch.lost(r, host, why) for r in run_ids)
-        return [r for r in reports if r is not None]
-
     def _host(self, name: str) -> Host | None:
         """The host by name; one removed from the repo while it has runs is still known."""
         return self.desired.hosts.get(name) or self._known_hosts.get(name)
@@ -331,80 +258,6 @@ class Engine:
         return "\n".join([head, "", *lines, "", *trailers]) + "\n"
 
     # ---- actions -> executors ---------------------------------------------------------------
-    async def _start(self, action: StartRun) -> None:
-        host = self.desired.hosts.get(action.host)
-        executor = self._executor_for(host) if host else None
-        if executor is None:
-            self._unreachable(action, f"host {action.host} has no executor")
-            return
-        try:
-            await executor.start(self._spec(action, host))
-        except HostUnreachable as e:
-            self.watch.mark_down(action.host, str(e))
-            # It may have started before the connection broke: kill it when the host returns.
-            self.watch.abandon(action.host, action.run_id)
-            self._unreachable(action, str(e))
-        except ValueError as e:
-            # The executor refused the spec (bad env name, NUL byte, ...): a
-            # failed attempt whose message says what to fix, not a crash.
-            self.start_failures[action.run_id] = RunReport(
-                action.run_id, Phase.EXITED, result=Result(outcome="failure", summary=str(e)),
-                error=f"cannot start the run: {e}")
-
-    def _unreachable(self, action: StartRun, why: str) -> None:
-        self.start_failures[action.run_id] = RunReport(action.run_id, Phase.UNREACHABLE, error=why)
-
-    def _spec(self, a: StartRun, host: Host) -> RunSpec:
-        # A task whose file turned invalid after its assignment runs on its last valid spec.
-        task = self.desired.tasks.get(a.task) or self.desired.stale[a.task]
-        agent = self.desired.agents.get(task.agent)
-        if agent is None:
-            raise ValueError(f"agent {task.agent} is not (or no longer) a valid profile")
-        return make_spec(task, agent, host, a, self.book.get(a.task),
-                         self.desired.settings.prompt_template)
-
-    def _stop(self, action: StopRun) -> None:
-        host = self._host(action.host)
-        executor = self._executor_for(host) if host else None
-        if executor is None or action.run_id in self._stopping_runs:
-            return
-        job = asyncio.get_running_loop().create_task(self._stop_run(executor, host, action.run_id))
-        self._stopping_runs.add(action.run_id)
-        self.stopping.add(job)
-        job.add_done_callback(self.stopping.discard)
-
-    async def _stop_run(self, executor: Executor, host: Host, run_id: str) -> None:
-        try:
-            await executor.stop(host, run_id, self.desired.settings.cancel_grace)
-        except HostUnreachable as e:
-            self.watch.mark_down(host.name, str(e))
-            self.watch.abandon(host.name, run_id)     # stopped when the host returns
-        except Exception:
-            log.exception("stopping run %s on %s failed; will try again", run_id, host.name)
-            self.watch.abandon(host.name, run_id)
-        else:
-            self.watch.forget(run_id)
-        finally:
-            self._stopping_runs.discard(run_id)
-
-    def _clean_if_done(self, st: Status) -> None:
-        """A finished task's workspace (a whole clone) is removed from its host,
-        once no run of it is left; best effort, in the background."""
-        host = self._host(st.host or "")
-        executor = self._executor_for(host) if host else None
-        cleanup = getattr(executor, "cleanup", None)
-        if st.state not in TERMINAL or st.stopping is not None or cleanup is None:
-            return
-
-        async def clean() -> None:
-            try:
-                await cleanup(host, st.task)
-            except Exception as e:      # a host that is down keeps the clone; no harm
-                log.warning("could not remove the workspace of %s on %s: %s", st.task, host.name, e)
-        job = asyncio.get_running_loop().create_task(clean())
-        self.stopping.add(job)          # awaited like stops before --once exits
-        job.add_done_callback(self.stopping.discard)
-
     def _unchecked(self, host: Host) -> bool:
         """An SSH host that no health check has seen as it is now gets no runs yet."""
         return (not host.is_local and host.max_concurrent > 0
