@@ -70,7 +70,7 @@ alive() {
     elif kill -0 "$1" 2>/dev/null; then echo 1; else echo 0; fi
 }
 field() { printf '\n%s %s\n' "$B" "$1"; }
-printf 'now %s' "$(date +%s)"
+field now; date +%s
 for d in "$@"; do
     field run; printf '%s' "$d"
     [ -d "$d" ] || continue
@@ -115,15 +115,15 @@ def parse_poll(data: bytes, boundary: bytes, local_now: float
     Output times are turned from the host's clock into ours by their age, so a
     host whose clock is off does not make runs look stalled or fresh.
     """
+    # pieces[0] is whatever the login shell's startup files printed first: ignored.
     pieces = data.split(b"\n" + boundary + b" ")
-    head, _, remote_now = pieces[0].partition(b" ")
-    if head != b"now" or not pieces[-1].startswith(b"end"):
+    if len(pieces) < 3 or not pieces[1].startswith(b"now\n") or not pieces[-1].startswith(b"end"):
         raise ValueError("the poll answer is cut short")
-    skew = local_now - _int(remote_now, 0)
+    skew = local_now - _int(pieces[1][4:].strip(), 0)
     runs: dict[str, dict[str, bytes]] = {}
     fields: dict[str, bytes] = {}
     mtimes: dict[str, list[int]] = {}
-    for piece in pieces[1:-1]:
+    for piece in pieces[2:-1]:
         name, _, value = piece.partition(b"\n")
         if name == b"run":
             fields = runs.setdefault(value.decode("utf-8", "surrogateescape"), {})

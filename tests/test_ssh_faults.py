@@ -210,3 +210,21 @@ def test_a_slow_host_does_not_slow_the_passes_for_the_others(tmp_path):
     finally:
         fast.kill()
         slow.kill()
+
+
+def test_a_login_shell_that_prints_a_greeting_does_not_break_polls(tmp_path):
+    server = Sshd(tmp_path / "sshd")
+    (tmp_path / "greet.sh").write_text("echo 'Welcome to build-1!'\n")
+    config = server.root / "sshd_config"
+    config.write_text(config.read_text().replace(
+        "SetEnv SHLVL=1", f"SetEnv SHLVL=1 BASH_ENV={tmp_path / 'greet.sh'}"))
+    server.start()
+    try:
+        w = SSHWorld(tmp_path / "w", server)
+        w.task("greeted", agent="count")
+        w.push()
+        run_once(w.engine())
+        st = w.status("greeted")
+        assert st["state"] == "review_pending", st["message"]
+    finally:
+        server.kill()
