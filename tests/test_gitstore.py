@@ -263,7 +263,7 @@ def test_a_persons_edit_under_status_is_kept(store, seeded, person):
 
 
 def test_the_clone_is_repacked_now_and_then(store, seeded, monkeypatch):
-    monkeypatch.setattr(gitstore, "REPACK_EVERY", 2)
+    monkeypatch.setattr(gitstore.write, "REPACK_EVERY", 2)
     store.sync()
     for i in range(2):
         store.commit_statuses({"a": f"task: a\nstate: created\nattempt: {i}\n".encode()}, "fleet")

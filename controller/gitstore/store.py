@@ -2,7 +2,7 @@
 
 The engine calls it to sync (clone or fetch), to read trees, blobs and tree
 diffs of the fleet repository, and to commit and push each reconcile pass's
-status files. It is the only module that imports pygit2.
+status files. Together with write.py and common.py it is the only code that imports pygit2.
 
 The clone lives in `<state_dir>/fleet.git` (bare); a person's working tree is
 never touched. Network operations (fetch, push) run the real `git` command, so
@@ -27,34 +27,15 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Mapping
 
 import pygit2
 
-from .model import ID_RE
-
-SPEC_DIRS = ("hosts", "agents", "tasks")
-DIRS = SPEC_DIRS + ("status",)
-TOP_FILES = ("fleet.yaml",)
-BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
-PACK_AT = 100         # status writes from which blobs go into one pack, not loose files
-REPACK_EVERY = 100    # status commits between background repacks of our clone
-
-# libgit2 caches no tree larger than 4 KiB by default; a 100k-file tasks/ or
-# status/ tree is megabytes and is read again on every pass (diff, status
-# commit), so let the object cache keep trees. Only this module uses pygit2.
-pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
+from .common import (BLOB_MODES, DIRS, TOP_FILES, GitError, _blob, _blobs_of, _last_lines,
+                     _subtree)
+from .write import StatusWriter
 
 
-class GitError(Exception):
-    """A git operation failed; the message says what failed and what to do."""
-
-
-class StatusConflict(GitError):
-    """status/ changed under us: the caller re-reads it before it writes again."""
-
-
-class GitStore:
+class GitStore(StatusWriter):
     """The controller's clone of one branch of the fleet repository.
 
     Not thread-safe: the engine calls it from one thread at a time."""
@@ -178,16 +159,6 @@ class GitStore:
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
                                            err.decode(errors="replace"))
 
-    def _housekeep(self) -> None:
-        # Each status commit leaves a new status tree (megabytes at 100k tasks) as a
-        # loose object; git's auto gc counts objects, not bytes: repack now and then.
-        self._commits += 1
-        if self._commits % REPACK_EVERY or (self._repack and self._repack.poll() is None):
-            return
-        self._repack = subprocess.Popen(["git", "-C", str(self.path), "repack", "-d", "-q"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-
     # ---- reading: pygit2 in-process ------------------------------------------------
     @property
     def repo(self) -> pygit2.Repository:
@@ -262,16 +233,6 @@ class GitStore:
         odb = self.repo.odb
         return {task: odb.read(oid)[1] for task, oid in self._status_oids(commit)}
 
-    def _changed_entries(self, old: str, new: str, names) -> list[str]:
-        """Those of `names` whose entry in status/ differs between two commits."""
-        a, b = _subtree(self._tree(old), "status"), _subtree(self._tree(new), "status")
-        if (a.id if a is not None else None) == (b.id if b is not None else None):
-            return []
-        a, b = (self.repo[t.id] if t is not None else None for t in (a, b))
-        def entry(tree, name):
-            return tree[name].id if tree is not None and name in tree else None
-        return [n for n in names if entry(a, n) != entry(b, n)]
-
     def status_tree(self, commit: str) -> str | None:
         """The id of status/ at commit: cheap to compare, it changes with any status file."""
         entry = _subtree(self._tree(commit), "status")
@@ -305,115 +266,6 @@ class GitStore:
             raise GitError(f"commit {commit} is not in the controller's clone {self.path}: "
                            "sync first") from None
 
-    # ---- writing status ----------------------------------------------------------------
-    def commit_statuses(self, writes: Mapping[str, bytes | None], message: str,
-                        author: tuple[str, str] = ("fleet", "fleet@localhost")) -> str | None:
-        """One commit on the tip of origin/<branch> that sets status/<id>.yaml to
-        the bytes (None deletes it), touching only status/, then pushed. Returns
-        the new commit hex, or None when the tree would not change (nothing is
-        committed or pushed). A push rejected because someone pushed meanwhile is
-        retried on the new tip; people's commits are never rewritten (no force)."""
-        writer = self._writer()
-        names = [_status_name(task) for task in writes]
-        blobs = dict(zip(names, self._write_blobs(writer, list(writes.values()))))
-        for _ in range(self.push_attempts):
-            base = self.tip()
-            tree = self._with_statuses(writer, base, blobs)
-            if tree == self._tree(base).id:
-                return None
-            who = pygit2.Signature(*author)
-            commit = writer.create_commit(None, who, who, message, tree, [base] if base else [])
-            if self._publish(writer, str(commit), base):
-                self.repo.references.create(self._tracking, commit, force=True)
-                self._housekeep()
-                return str(commit)
-            self._fetch(self.path)    # someone pushed first: re-apply the same writes on theirs
-            changed = self._changed_entries(base, self.tip(), blobs)
-            if changed:
-                # Someone else wrote the very status files we are writing (another
-                # controller?): re-applying ours would overwrite theirs unseen.
-                raise StatusConflict(f"status/{changed[0]} in {self.branch} of {self.source} was "
-                                     "changed by someone else; re-reading status/ before writing again")
-        raise GitError(f"status push to {self.branch} of {self.source} was rejected "
-                       f"{self.push_attempts} times because others kept pushing; "
-                       "it will be retried on the next pass")
-
-    def _writer(self) -> pygit2.Repository:
-        """Where status objects are written. The source itself when it is a bare
-        repository on this machine that our clone shares objects with and that
-        has no server hooks: publishing is then a compare-and-swap of its branch
-        (git update-ref), not a push, which at 100k tasks would pack and unpack
-        the 4 MB status/ tree (~250 ms). Else our own clone, and a push."""
-        if self._direct is None:
-            self._direct = _direct_target(self.source, self.path) if self._local else False
-        return self._direct or self.repo
-
-    def _publish(self, writer: pygit2.Repository, commit: str, base: str) -> bool:
-        """Make commit the source's branch tip; False when someone moved it first."""
-        if writer is self.repo:
-            return self._push(commit)
-        old = base or "0" * 40
-        proc = self._git(Path(writer.path), "update-ref", "-m", "fleet: status",
-                         f"refs/heads/{self.branch}", commit, old)
-        if proc.returncode == 0:
-            return True
-        if "but expected" in proc.stderr or "cannot lock ref" in proc.stderr:
-            return False
-        raise GitError(f"cannot update {self.branch} of {self.source}: {_last_lines(proc.stderr)}. "
-                       "Check write access to the fleet repository")
-
-    def _write_blobs(self, writer: pygit2.Repository,
-                     datas: list[bytes | None]) -> list[pygit2.Oid | None]:
-        """Store the status file contents; None (a delete) stays None."""
-        new = [d for d in datas if d is not None]
-        if len(new) < PACK_AT:
-            return [None if d is None else writer.create_blob(d) for d in datas]
-        # Many at once: one `git fast-import` pack costs one file, where libgit2
-        # would create a loose file per blob (1,000 files: 100-300 ms on a busy disk).
-        stream = []
-        for d in new:
-            stream += [b"blob\ndata %d\n" % len(d), d, b"\n"]
-        stream.append(b"done\n")
-        proc = self._git(Path(writer.path), "-c", f"fastimport.unpackLimit={PACK_AT}", "fast-import",
-                         "--quiet", "--done", stdin=b"".join(stream))
-        if proc.returncode != 0:
-            raise GitError(f"cannot store status files in {writer.path}: "
-                           f"{_last_lines(proc.stderr)}. Is the disk full?")
-        return [None if d is None else pygit2.hash(d) for d in datas]
-
-    def _with_statuses(self, repo: pygit2.Repository, base: str,
-                       blobs: Mapping[str, pygit2.Oid | None]) -> pygit2.Oid:
-        """The root tree of base with only status/ changed by blobs, written to repo."""
-        root = self._tree(base)
-        entry = root["status"] if "status" in root else None
-        if entry is not None and entry.filemode != pygit2.GIT_FILEMODE_TREE:
-            raise GitError(f"'status' in {self.branch} of {self.source} is not a directory: "
-                           "move it away, status/ belongs to the controller")
-        # TreeBuilder edits the existing entries in place: no listing of status/.
-        # Loading 100k entries into one costs tens of ms, so the last builder is
-        # kept and reused while base still has the status tree it wrote.
-        cached, self._builder = self._builder, None
-        if entry is None:
-            status = repo.TreeBuilder()
-        elif cached is not None and cached[0] == entry.id:
-            status = cached[1]
-        else:
-            status = repo.TreeBuilder(entry.id)
-        for name, blob in blobs.items():
-            if blob is not None:
-                status.insert(name, blob, pygit2.GIT_FILEMODE_BLOB)
-            elif status.get(name) is not None:
-                status.remove(name)
-        top = repo.TreeBuilder(root.id)
-        if len(status):
-            written = status.write()
-            self._builder = (written, status)
-            top.insert("status", written, pygit2.GIT_FILEMODE_TREE)
-        elif entry is not None:
-            top.remove("status")     # git has no empty directories
-        return top.write()
-
-
 def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
     """The fleet files of `rev` in the local repository at `path` (bare or not),
     as repo-relative path -> bytes; {} for no revision or an unborn HEAD.
@@ -442,48 +294,6 @@ def _fleet_blobs(repo: pygit2.Repository, root: pygit2.Tree) -> dict[str, str]:
     return out
 
 
-def _blobs_of(repo: pygit2.Repository, entry: pygit2.Object) -> list[tuple[str, str]]:
-    """(name, blob hex) of the files directly in the tree of `entry`."""
-    return [(e.name, str(e.id)) for e in repo[entry.id] if e.filemode in BLOB_MODES]
-
-
-def _direct_target(source: str, clone: Path) -> pygit2.Repository | bool:
-    """The source repository when status may be written into it directly: bare
-    (no one's checked-out branch moves under them), shared with our clone (so
-    we see what we write), and without server hooks (a push would run them)."""
-    path = Path(source.removeprefix("file://")).expanduser()
-    if not (clone / "objects" / "info" / "alternates").exists():
-        return False
-    try:
-        repo = pygit2.Repository(str(path))
-    except pygit2.GitError:
-        return False
-    configured = repo.config["core.hooksPath"] if "core.hooksPath" in repo.config else "hooks"
-    hooks = Path(repo.path) / Path(configured).expanduser()   # relative: to the git dir
-    active = [h for h in (hooks.iterdir() if hooks.is_dir() else ())
-              if not h.name.endswith(".sample") and os.access(h, os.X_OK)]
-    return repo if repo.is_bare and not active else False
-
-
-def _status_name(task: str) -> str:
-    # Ids become file names: anything else could write outside status/.
-    if not ID_RE.match(task):
-        raise ValueError(f"not a valid task id for a status file: {task!r}")
-    return f"{task}.yaml"
-
-
-def _blob(root: pygit2.Tree, name: str) -> str | None:
-    """The blob hex of a file entry of root, None if absent or not a file."""
-    if name in root and (entry := root[name]).filemode in BLOB_MODES:
-        return str(entry.id)
-    return None
-
-
-def _subtree(root: pygit2.Tree, name: str) -> pygit2.Object | None:
-    """The entry of directory `name` in root, None if absent or not a directory."""
-    if name in root and (entry := root[name]).filemode == pygit2.GIT_FILEMODE_TREE:
-        return entry
-    return None
 
 
 def _is_race(line: str) -> bool:
@@ -501,9 +311,3 @@ def _is_local(source: str) -> bool:
 def _normalize_source(source: str) -> str:
     # The clone runs git from its own directory, so a relative path must be absolute.
     return str(Path(source).expanduser().resolve()) if _is_local(source) else source
-
-
-def _last_lines(text: str, n: int = 3) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines()
-             if ln.strip() and not ln.startswith("hint:")]
-    return " / ".join(lines[-n:]) or "no message from git"

@@ -1,0 +1,59 @@
+"""Shared pieces of the git store package: its errors and small tree helpers.
+
+The package (store.py, write.py, this) is the only place that imports pygit2.
+"""
+from __future__ import annotations
+
+import pygit2
+
+from ..model import ID_RE
+
+SPEC_DIRS = ("hosts", "agents", "tasks")
+DIRS = SPEC_DIRS + ("status",)
+TOP_FILES = ("fleet.yaml",)
+BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
+
+# libgit2 caches no tree larger than 4 KiB by default; a 100k-file tasks/ or
+# status/ tree is megabytes and is read again on every pass (diff, status
+# commit), so let the object cache keep trees. Only this package uses pygit2.
+pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
+
+
+class GitError(Exception):
+    """A git operation failed; the message says what failed and what to do."""
+
+
+class StatusConflict(GitError):
+    """status/ changed under us: the caller re-reads it before it writes again."""
+
+
+def _status_name(task: str) -> str:
+    # Ids become file names: anything else could write outside status/.
+    if not ID_RE.match(task):
+        raise ValueError(f"not a valid task id for a status file: {task!r}")
+    return f"{task}.yaml"
+
+
+def _blob(root: pygit2.Tree, name: str) -> str | None:
+    """The blob hex of a file entry of root, None if absent or not a file."""
+    if name in root and (entry := root[name]).filemode in BLOB_MODES:
+        return str(entry.id)
+    return None
+
+
+def _subtree(root: pygit2.Tree, name: str) -> pygit2.Object | None:
+    """The entry of directory `name` in root, None if absent or not a directory."""
+    if name in root and (entry := root[name]).filemode == pygit2.GIT_FILEMODE_TREE:
+        return entry
+    return None
+
+
+def _blobs_of(repo: pygit2.Repository, entry: pygit2.Object) -> list[tuple[str, str]]:
+    """(name, blob hex) of the files directly in the tree of `entry`."""
+    return [(e.name, str(e.id)) for e in repo[entry.id] if e.filemode in BLOB_MODES]
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines()
+             if ln.strip() and not ln.startswith("hint:")]
+    return " / ".join(lines[-n:]) or "no message from git"
