@@ -85,6 +85,14 @@ class Polling:
                                         result=Result(outcome="failure", summary=why)) for r in todo]
         for run_id in todo:
             self.watch.seen(run_id)
+        down = self.hosts_down.get(host_name)
+        if down is not None:
+            # The host answers but is unhealthy (a failed check): a run it has no
+            # trace of never started, and will not while it is down. Saying so
+            # lets the planner place the task elsewhere without spending an attempt.
+            found = {r: rep if rep is not None or r in self._starting else
+                     RunReport(r, Phase.UNREACHABLE, error=f"{host_name} is down: {down}")
+                     for r, rep in found.items()}
         return reports + [r for r in found.values() if r is not None]
 
     def _lost(self, host: str, run_ids: list[str], why: str) -> list[RunReport]:

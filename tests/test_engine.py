@@ -292,3 +292,27 @@ def test_a_second_controller_on_the_same_repo_does_not_overwrite_the_first(tmp_p
 
     asyncio.run(scenario())
     assert len(a_runs.started) == 1 and b_runs.started == a_runs.started
+
+
+def test_an_assignment_on_a_host_that_went_down_before_the_start_moves_without_an_attempt(tmp_path):
+    w = World(tmp_path, max_concurrent=1)
+    w.write("hosts/spare.yaml", {"name": "spare", "address": "local", "capabilities": ["demo"],
+                                 "max_concurrent": 1, "workdir": str(tmp_path / "spare")})
+    w.task("t")
+    w.push()
+    dying = engine_for(w, executors=lambda host: CrashBeforeStart(LocalExecutor()))
+    with pytest.raises(SystemExit):
+        run_once(dying)
+    first = w.status("t")
+    assert first["state"] == "assigned"
+    engine = engine_for(w)
+
+    async def scenario():
+        await engine.sync()
+        engine.watch.mark_down(first["host"], "its agent's version check failed", reachable=True)
+        await engine.step()                 # the host answers: the run never started there
+        await engine.step()
+    asyncio.run(scenario())
+    st = w.status("t")
+    assert st["host"] != first["host"] and st["attempt"] == 1
+    assert any("no attempt spent" in h["reason"] for h in st["history"])
