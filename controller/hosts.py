@@ -52,7 +52,10 @@ class HostWatch:
         self.down: dict[str, str] = {}          # host -> why; the planner places nothing there
         self.unreachable: set[str] = set()      # down because it cannot be reached: no polls
         self.health: dict[str, Health] = {}
-        self.lost_since: dict[str, datetime] = {}
+        # run id -> when its host was first found unreachable; on disk, so a
+        # restarted controller does not give a lost host a fresh grace period.
+        self.lost_since: dict[str, datetime] = {
+            r: t for r, t in ((r, _time(v)) for r, v in self._load("lost.json").items()) if t}
         self.abandoned: dict[str, str] = self._load("abandoned.json")   # run id -> host
 
     # ---- health ----------------------------------------------------------------
@@ -134,16 +137,25 @@ class HostWatch:
     def lost(self, run_id: str, host: str, why: str) -> RunReport | None:
         """None while the host may still come back; a LOST report after the grace period."""
         now = self.clock()
-        since = self.lost_since.setdefault(run_id, now)
+        since = self.lost_since.get(run_id)
+        if since is None:
+            since = self.lost_since[run_id] = now
+            self._save_lost()
         if now - since < timedelta(seconds=self.lost_grace):
             return None
-        self.abandon(host, run_id)
+        self.abandon(host, run_id)      # from here on, abandoned.json remembers it
+        del self.lost_since[run_id]
+        self._save_lost()
         return RunReport(run_id, Phase.LOST,
                          error=f"host {host} unreachable for {int((now - since).total_seconds())} s "
                                f"({why}); the run there will be stopped when it returns")
 
     def seen(self, run_id: str) -> None:
-        self.lost_since.pop(run_id, None)
+        if self.lost_since.pop(run_id, None) is not None:
+            self._save_lost()
+
+    def _save_lost(self) -> None:
+        self._save("lost.json", {r: t.isoformat() for r, t in self.lost_since.items()})
 
     def abandon(self, host: str, run_id: str) -> None:
         if self.abandoned.get(run_id) != host:
@@ -178,6 +190,13 @@ class HostWatch:
             os.replace(tmp, path)
         except OSError as e:
             log.error("cannot write %s: %s", path, e)
+
+
+def _time(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
 
 
 def busy_hosts(book, watch: HostWatch) -> set[str]:

@@ -227,9 +227,12 @@ class _Pass:
             self._exited(st, task, report.result, report.changes, report.error)
         else:
             st = self._started(st)
-            # Its wrapper is gone, but an agent it started may live on: stop
-            # what is left before another run of the task shares the workspace.
-            self.stop(st, "run lost")
+            if (st.host or "") not in self.observed.hosts_down:
+                # Its wrapper is gone, but an agent it started may live on: stop
+                # what is left before another run of the task shares the workspace.
+                # (On a host that is down, the engine has abandoned the run: it is
+                # killed when the host returns, and the task need not wait for that.)
+                self.stop(st, "run lost")
             self._fail_attempt(st, task, f"run lost: {report.error or 'it died without a result'}")
 
     def _started(self, st: Status) -> Status:

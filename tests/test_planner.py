@@ -349,3 +349,10 @@ def test_an_edited_last_feedback_entry_asks_for_a_revision_too():
     assert st.feedback_last == _feedback_digest(("add tests for the parser",)) and st.review_count == 1
     old_file = replace(seen, feedback_last=None)     # a status written before the digest existed
     assert plan(desired(task(feedback=("changed",))), observed(old_file), NOW) == []
+
+
+def test_a_run_lost_with_its_host_is_not_waited_for():
+    o = observed(running(), runs=[report(Phase.LOST, error="host gone")], down={"local": "gone"})
+    actions = plan(desired(task()), o, NOW)
+    assert stops(actions) == [] and states(actions) == {"t": State.RETRYING}
+    assert next(a.status for a in actions if isinstance(a, SetStatus)).stopping is None

@@ -228,3 +228,19 @@ def test_a_login_shell_that_prints_a_greeting_does_not_break_polls(tmp_path):
         assert st["state"] == "review_pending", st["message"]
     finally:
         server.kill()
+
+
+def test_the_lost_grace_clock_survives_a_controller_restart(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    from controller.hosts import HostWatch
+    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    first = HostWatch(tmp_path, lost_grace=60, clock=lambda: now[0])
+    assert first.lost("r1", "ssh-1", "no route") is None
+    now[0] += timedelta(seconds=50)
+    restarted = HostWatch(tmp_path, lost_grace=60, clock=lambda: now[0])
+    assert restarted.lost("r1", "ssh-1", "no route") is None
+    now[0] += timedelta(seconds=20)                     # 70 s since first lost, across the restart
+    report = restarted.lost("r1", "ssh-1", "no route")
+    assert report is not None and "unreachable for 70 s" in report.error
+    assert restarted.abandoned == {"r1": "ssh-1"}       # killed when the host returns
+    assert HostWatch(tmp_path, lost_grace=60, clock=lambda: now[0]).lost_since == {}
