@@ -26,6 +26,7 @@ class Targets:
         self.min_interval = min_interval
         self._fetched: dict[str, float] = {}
         self._answers: dict[tuple[str, str], bool] = {}   # (commit, base tip) -> merged
+        self._tips: dict[tuple[str, str], str | None] = {}  # (repo, base) -> tip at last fetch
         self.errors: dict[str, str] = {}    # repo -> last fetch error, for `fleet status`
 
     def refresh(self) -> None:
@@ -48,12 +49,17 @@ class Targets:
         return done
 
     def _base_tip(self, repo: str, base: str) -> str | None:
+        fetched_at = self._fetched.get(repo)
         mirror = self._fresh(repo)
         if mirror is None:
             return None
+        key = (repo, base)
+        if self._fetched.get(repo) == fetched_at and key in self._tips:
+            return self._tips[key]      # not fetched since: the tip cannot have moved
         out = _git("-C", str(mirror), "rev-parse", "-q", "--verify",
                    f"refs/remotes/origin/{base}^{{commit}}")
-        return out.strip() if out else None
+        self._tips[key] = out.strip() if out else None
+        return self._tips[key]
 
     def _merged(self, repo: str, commit: str, tip: str) -> bool:
         key = (commit, tip)
