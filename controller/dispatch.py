@@ -25,6 +25,9 @@ class Dispatch:
         if executor is None:
             self._unreachable(action, f"host {action.host} has no executor")
             return
+        cleaning = self._cleaning.get(action.task)
+        if cleaning is not None:
+            await cleaning      # a rerun right after the end: its old workspace goes first
         try:
             await executor.start(self._spec(action, host))
         except HostUnreachable as e:
@@ -91,5 +94,8 @@ class Dispatch:
                 log.warning("could not remove the workspace of %s on %s: %s", st.task, host.name, e)
         job = asyncio.get_running_loop().create_task(clean())
         self.stopping.add(job)          # awaited like stops before --once exits
+        self._cleaning[st.task] = job
         job.add_done_callback(self.stopping.discard)
+        job.add_done_callback(lambda done, task=st.task: self._cleaning.get(task) is done
+                              and self._cleaning.pop(task))
 

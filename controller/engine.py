@@ -84,6 +84,7 @@ class Engine(Polling, Dispatch):
         self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
         self._slow: set[str] = set()                     # hosts whose polls exceed the budget
         self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
+        self._cleaning: dict[str, asyncio.Task] = {}     # task id -> its workspace removal
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
