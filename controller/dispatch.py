@@ -65,6 +65,9 @@ class Dispatch:
         job.add_done_callback(self.stopping.discard)
 
     async def _stop_run(self, executor: Executor, host: Host, run_id: str) -> None:
+        starting = self._starting.get(run_id)
+        if starting is not None:
+            await asyncio.wait([starting])   # stop what it starts, not a run dir not there yet
         try:
             await executor.stop(host, run_id, self.desired.settings.cancel_grace)
         except HostUnreachable as e:

@@ -45,6 +45,7 @@ class PassResult:
     commit: str | None = None
     lines: list[str] = field(default_factory=list)   # one per transition
     written: bool = False                            # the pass's statuses are on record
+    launched: int = 0                                # starts begun by this pass
 
 
 class Engine(Polling, Dispatch):
@@ -84,6 +85,7 @@ class Engine(Polling, Dispatch):
         self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
         self._slow: set[str] = set()                     # hosts whose polls exceed the budget
         self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
+        self._launched: set[str] = set()                 # every run id this process started
         self._cleaning: dict[str, asyncio.Task] = {}     # task id -> its workspace removal
 
     def _default_executor(self, host: Host) -> Executor | None:
@@ -215,6 +217,8 @@ class Engine(Polling, Dispatch):
             if isinstance(a, StartRun) and a.run_id not in self._starting:
                 job = self._starting[a.run_id] = loop.create_task(self._start(a))
                 job.add_done_callback(lambda _, run_id=a.run_id: self._starting.pop(run_id, None))
+                self._launched.add(a.run_id)
+                result.launched += 1
         return result
 
     async def _write(self, actions: list[Action], result: PassResult) -> bool:
@@ -329,7 +333,7 @@ class Engine(Polling, Dispatch):
             if not result.written:
                 await self._after_write_failure(once, tick)
                 continue
-            started = any(isinstance(a, StartRun) for a in result.actions)
+            started = result.launched > 0     # a start still going is not a reason to spin
             if once and not started and not self.busy():
                 break
             await asyncio.sleep(0 if started else tick)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from .executor import HostUnreachable
-from .model import Phase, Result, RunReport
+from .model import Phase, Result, RunReport, State
 
 log = logging.getLogger("fleet")
 POLL_BUDGET = 3.0           # seconds a pass waits for one host's poll
@@ -47,6 +47,12 @@ class Polling:
                 # No report at all yet (a restart): its runs must wait, not vanish.
                 slow[host] = f"slow to answer: a poll takes more than {POLL_BUDGET:g} s"
             runs.update(self._reports.get(host, {}))
+        for run_ids in by_host.values():
+            for run_id in run_ids:
+                if run_id in self._starting and run_id not in runs:
+                    # Its start is still going: a stop or a plan must not take the
+                    # absence of its run dir for "gone".
+                    runs[run_id] = RunReport(run_id, Phase.STARTING)
         self._reports = {h: r for h, r in self._reports.items() if h in by_host}
         self._slow &= set(by_host)
         return runs, slow
@@ -90,8 +96,11 @@ class Polling:
             # The host answers but is unhealthy (a failed check): a run it has no
             # trace of never started, and will not while it is down. Saying so
             # lets the planner place the task elsewhere without spending an attempt.
-            found = {r: rep if rep is not None or r in self._starting else
-                     RunReport(r, Phase.UNREACHABLE, error=f"{host_name} is down: {down}")
+            # Only an assignment this process never started (it died before the
+            # start), still `assigned`: a run it started may be just being set up.
+            assigned = {st.run_id for st in self.book.in_states(State.ASSIGNED)}
+            found = {r: RunReport(r, Phase.UNREACHABLE, error=f"{host_name} is down: {down}")
+                     if rep is None and r in assigned and r not in self._launched else rep
                      for r, rep in found.items()}
         return reports + [r for r in found.values() if r is not None]
 
