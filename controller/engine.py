@@ -20,7 +20,7 @@ from . import statusfile
 from .config import SSHConfig
 from .desired import DesiredBuilder
 from .executor import Executor
-from .gitstore import SPEC_DIRS, GitError, GitStore
+from .gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
 from .hosts import HostWatch, busy_hosts
 from .dispatch import Dispatch
 from .local import LocalExecutor
@@ -113,13 +113,16 @@ class Engine(Polling, Dispatch):
         else:
             self.focus |= self.builder.changed_tasks
             if self.store.status_tree(tip) != self._status_tree:
-                log.warning("status/ was changed by someone other than this controller; "
-                            "re-reading it (is a second controller writing to this repository?)")
-                await self._load_statuses(tip)
-                self.focus |= self._cold_focus()
+                await self._reread_statuses(tip)
         self.commit = tip
         self.targets.min_interval = self.desired.settings.poll_interval
         return True
+
+    async def _reread_statuses(self, commit: str) -> None:
+        log.warning("status/ was changed by someone other than this controller; re-reading it "
+                    "(is a second controller writing to this repository?)")
+        await self._load_statuses(commit)
+        self.focus |= self._cold_focus()
 
     async def _load_statuses(self, tip: str) -> None:
         blobs = await asyncio.to_thread(self.store.status_blobs, tip)
@@ -232,15 +235,27 @@ class Engine(Polling, Dispatch):
                 result.lines.append(f"{a.task}: status removed ({a.reason})")
         if not writes:
             return True
+        expected = self._status_tree
         try:
             result.commit = await asyncio.to_thread(
                 self.store.commit_statuses, writes, self._message(result.lines))
+        except StatusConflict as e:
+            # Someone else wrote the same status files: plan again from theirs.
+            log.warning("%s", e)
+            await self._reread_statuses(self.store.tip())
+            result.lines = []
+            return False
         except GitError as e:
             log.error("status commit failed, will retry next pass: %s", e)
             result.lines = []
             return False
         if result.commit is not None:
             self._status_tree = self.store.status_tree(result.commit)
+            base = self.store.parent(result.commit)
+            if base and self.store.status_tree(base) != expected:
+                # Ours went onto a tip where someone else had changed other status
+                # files: take theirs in too, or sync would never notice them.
+                await self._reread_statuses(result.commit)
         for a in actions:
             if isinstance(a, SetStatus):
                 self.book.put(a.status)

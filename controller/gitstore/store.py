@@ -248,6 +248,11 @@ class GitStore(StatusWriter):
                 for name, oid in (_blobs_of(self.repo, status) if status is not None else [])
                 if name.endswith(".yaml")]
 
+    def parent(self, commit: str) -> str | None:
+        """The first parent of commit: the tip a status commit was made on."""
+        parents = self.repo[commit].parent_ids
+        return str(parents[0]) if parents else None
+
     def is_ancestor(self, commit: str, of: str) -> bool:
         """True when commit is of or reachable from of; False also when either is unknown."""
         if commit == of:
