@@ -373,3 +373,19 @@ def test_a_source_with_server_hooks_is_pushed_to_so_the_hooks_run(store, seeded,
     store.sync()
     ours = store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
     assert ran.exists() and git("rev-parse", "main", cwd=bare_repo) == ours
+
+
+def test_a_bare_source_with_a_linked_worktree_is_pushed_to(store, seeded, bare_repo, tmp_path):
+    git("worktree", "add", "-q", str(tmp_path / "wt"), "main", cwd=bare_repo)
+    store.sync()
+    with pytest.raises(GitError, match="cannot push"):     # git refuses a checked-out branch
+        store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
+    assert git("rev-parse", "main", cwd=bare_repo) == seeded
+
+
+def test_a_shared_repository_is_pushed_to(store, seeded, bare_repo):
+    git("config", "core.sharedRepository", "group", cwd=bare_repo)
+    store.sync()
+    loose = _loose(store.path)
+    ours = store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
+    assert git("rev-parse", "main", cwd=bare_repo) == ours and _loose(store.path) > loose

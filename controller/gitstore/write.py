@@ -146,8 +146,13 @@ class StatusWriter:
         self._commits += 1
         if self._commits % REPACK_EVERY or (self._repack and self._repack.poll() is None):
             return
-        self._repack = subprocess.Popen(["git", "-C", str(self.path), "repack", "-d", "-q"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        if self._direct:
+            # Status objects went into the source itself: tidy it as a push would
+            # (receive-pack runs `gc --auto` after each push).
+            command = ["git", "-C", self._direct.path, "gc", "--auto", "--quiet"]
+        else:
+            command = ["git", "-C", str(self.path), "repack", "-d", "-q"]
+        self._repack = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -166,4 +171,9 @@ def _direct_target(source: str, clone: Path) -> pygit2.Repository | bool:
     hooks = Path(repo.path) / Path(configured).expanduser()   # relative: to the git dir
     active = [h for h in (hooks.iterdir() if hooks.is_dir() else ())
               if not h.name.endswith(".sample") and os.access(h, os.X_OK)]
+    worktrees = Path(repo.path) / "worktrees"
+    if worktrees.is_dir() and any(worktrees.iterdir()):
+        return False    # a linked worktree may have the branch checked out: push refuses that
+    if "core.sharedRepository" in repo.config:
+        return False    # group-writable objects: let git create them with its own modes
     return repo if repo.is_bare and not active else False
