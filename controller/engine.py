@@ -161,6 +161,10 @@ class Engine(Polling, Dispatch):
                 self._health_at = float("-inf")     # check it soon
         for name, why in slow.items():
             down.setdefault(name, why)    # its runs wait for a first poll
+        for name in set(self.watch.abandoned.values()):
+            # A run left behind there is killed when the host answers again; until
+            # that is done, nothing new goes there (it may share the workspace).
+            down.setdefault(name, "stopping a run abandoned there")
         return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
 
     def _host(self, name: str) -> Host | None:

@@ -146,7 +146,7 @@ class HostWatch:
         self.abandon(host, run_id)      # from here on, abandoned.json remembers it
         del self.lost_since[run_id]
         self._save_lost()
-        return RunReport(run_id, Phase.LOST,
+        return RunReport(run_id, Phase.LOST, abandoned=True,
                          error=f"host {host} unreachable for {int((now - since).total_seconds())} s "
                                f"({why}); the run there will be stopped when it returns")
 

@@ -206,6 +206,7 @@ class RunReport:
     changes: bool = False          # the run pushed commits beyond base
     last_output_at: datetime | None = None
     error: str = ""                # why, for LOST / UNREACHABLE / a failed step
+    abandoned: bool = False        # LOST with its host: the engine kills it when the host returns
 
 
 @dataclass(frozen=True, slots=True)

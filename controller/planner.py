@@ -227,11 +227,11 @@ class _Pass:
             self._exited(st, task, report.result, report.changes, report.error)
         else:
             st = self._started(st)
-            if (st.host or "") not in self.observed.hosts_down:
+            if not report.abandoned:
                 # Its wrapper is gone, but an agent it started may live on: stop
                 # what is left before another run of the task shares the workspace.
-                # (On a host that is down, the engine has abandoned the run: it is
-                # killed when the host returns, and the task need not wait for that.)
+                # (A run lost with its host is abandoned: the engine kills it when
+                # the host returns, and the task need not wait for that.)
                 self.stop(st, "run lost")
             self._fail_attempt(st, task, f"run lost: {report.error or 'it died without a result'}")
 
@@ -394,8 +394,8 @@ def _feedback_digest(feedback: tuple[str, ...]) -> str | None:
 
 def _new_feedback(st: Status, task: Task) -> bool:
     """An entry was added, or the last one was rewritten (people edit their notes)."""
-    if len(task.feedback) > st.feedback_seen:
-        return True
+    if len(task.feedback) != st.feedback_seen:
+        return len(task.feedback) > st.feedback_seen    # fewer: notes were tidied away
     return (bool(task.feedback) and st.feedback_last is not None
             and _feedback_digest(task.feedback) != st.feedback_last)
 

@@ -352,7 +352,20 @@ def test_an_edited_last_feedback_entry_asks_for_a_revision_too():
 
 
 def test_a_run_lost_with_its_host_is_not_waited_for():
-    o = observed(running(), runs=[report(Phase.LOST, error="host gone")], down={"local": "gone"})
+    o = observed(running(), runs=[report(Phase.LOST, error="host gone", abandoned=True)],
+                 down={"local": "gone"})
     actions = plan(desired(task()), o, NOW)
     assert stops(actions) == [] and states(actions) == {"t": State.RETRYING}
     assert next(a.status for a in actions if isinstance(a, SetStatus)).stopping is None
+
+
+def test_a_run_lost_on_a_host_that_answers_is_stopped_even_if_the_host_is_marked_down():
+    o = observed(running(), runs=[report(Phase.LOST, error="wrapper died")],
+                 down={"local": "agent version check failed"})
+    assert stops(plan(desired(task()), o, NOW)) == [("t", "run lost")]
+
+
+def test_deleting_feedback_entries_asks_for_nothing():
+    from controller.planner import _feedback_digest
+    seen = status(state=State.REVIEW_PENDING, feedback_seen=2, feedback_last=_feedback_digest(("a", "b")))
+    assert plan(desired(task(feedback=("a",))), observed(seen), NOW) == []
