@@ -25,6 +25,10 @@ class Polling:
         POLL_BUDGET for a host: a slower one keeps its last reports for this pass
         and is answered in a later one, so one slow host does not slow them all."""
         loop = asyncio.get_running_loop()
+        for host in set(self._polls) - set(by_host):
+            # It has nothing to poll now: a late answer about old runs must not be
+            # taken later for the state of runs it never asked about.
+            self._polls.pop(host).cancel()
         jobs = {}
         for host, run_ids in by_host.items():
             if host not in self._polls:

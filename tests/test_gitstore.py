@@ -389,3 +389,14 @@ def test_a_shared_repository_is_pushed_to(store, seeded, bare_repo):
     loose = _loose(store.path)
     ours = store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")
     assert git("rev-parse", "main", cwd=bare_repo) == ours and _loose(store.path) > loose
+
+
+def test_a_hook_added_later_is_honoured_without_a_restart(store, seeded, bare_repo, tmp_path):
+    store.sync()
+    store.commit_statuses({"a": b"task: a\nstate: created\n"}, "fleet: a")     # direct
+    ran = tmp_path / "hook-ran"
+    hook = bare_repo / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    hook.chmod(0o755)
+    ours = store.commit_statuses({"a": b"task: a\nstate: assigned\n"}, "fleet: a assigned")
+    assert ran.exists() and git("rev-parse", "main", cwd=bare_repo) == ours

@@ -61,8 +61,8 @@ class StatusWriter:
         has no server hooks: publishing is then a compare-and-swap of its branch
         (git update-ref), not a push, which at 100k tasks would pack and unpack
         the 4 MB status/ tree (~250 ms). Else our own clone, and a push."""
-        if self._direct is None:
-            self._direct = _direct_target(self.source, self.path) if self._local else False
+        # Asked again each time: a hook or a worktree added later must be honoured.
+        self._direct = _direct_target(self.source, self.path, self._direct) if self._local else False
         return self._direct or self.repo
 
     def _publish(self, writer: pygit2.Repository, commit: str, base: str) -> bool:
@@ -156,7 +156,7 @@ class StatusWriter:
                                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _direct_target(source: str, clone: Path) -> pygit2.Repository | bool:
+def _direct_target(source: str, clone: Path, known=None) -> pygit2.Repository | bool:
     """The source repository when status may be written into it directly: bare
     (no one's checked-out branch moves under them), shared with our clone (so
     we see what we write), and without server hooks (a push would run them)."""
@@ -164,7 +164,7 @@ def _direct_target(source: str, clone: Path) -> pygit2.Repository | bool:
     if not (clone / "objects" / "info" / "alternates").exists():
         return False
     try:
-        repo = pygit2.Repository(str(path))
+        repo = known if isinstance(known, pygit2.Repository) else pygit2.Repository(str(path))
     except pygit2.GitError:
         return False
     configured = repo.config["core.hooksPath"] if "core.hooksPath" in repo.config else "hooks"
