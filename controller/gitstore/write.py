@@ -62,7 +62,10 @@ class StatusWriter:
         (git update-ref), not a push, which at 100k tasks would pack and unpack
         the 4 MB status/ tree (~250 ms). Else our own clone, and a push."""
         # Asked again each time: a hook or a worktree added later must be honoured.
+        before = self._direct
         self._direct = _direct_target(self.source, self.path, self._direct) if self._local else False
+        if bool(before) != bool(self._direct):
+            self._builder = None    # the cached status tree builder belongs to the other repo
         return self._direct or self.repo
 
     def _publish(self, writer: pygit2.Repository, commit: str, base: str) -> bool:
