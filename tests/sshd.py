@@ -155,19 +155,25 @@ class Sshd:
         return "\n".join(lines) + "\n"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid`, from /proc (bounded by the process count)."""
-    children: dict[int, list[int]] = {}
+def proc_stats():
+    """(pid, fields after the command name) of every process, from /proc/<pid>/stat:
+    fields[0] is the state, [1] the parent pid, [2] the process group."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 data = f.read()
-            ppid = int(data[data.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
+            yield int(name), data[data.rindex(b")") + 2:].split()
+        except (OSError, ValueError):
             continue
-        children.setdefault(ppid, []).append(int(name))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from /proc (bounded by the process count)."""
+    children: dict[int, list[int]] = {}
+    for child, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append(child)
     out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):

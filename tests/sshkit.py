@@ -8,7 +8,6 @@ that count their invocations in a log outside any workspace.
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from controller.config import SSHConfig, load_config
 from controller.engine import Engine
 
 from .fleetkit import World, wait_for
-from .sshd import Sshd
+from .sshd import Sshd, proc_stats
 
 RESULT = ('{"type":"result","subtype":"success","is_error":false,"result":"did it",'
           '"session_id":"s1","total_cost_usd":0.01,"usage":{"input_tokens":5,"output_tokens":7}}')
@@ -106,15 +105,4 @@ def state_of(world: World, task_id: str) -> str | None:
 
 def group_alive(pgid: int) -> bool:
     """Any non-zombie process still in process group `pgid` (the run's wrapper and agent)."""
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+    return any(int(fields[2]) == pgid and fields[0] != b"Z" for _, fields in proc_stats())
