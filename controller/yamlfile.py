@@ -170,8 +170,12 @@ def _scan(raw: bytes) -> tuple[int, str] | None:
                     return (event.start_mark.line + 1, _too_deep())
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.MarkedYAMLError as e:
+        if _is_too_deep(e):   # libyaml >= 0.2.6 (PyYAML 6.0.4) has a depth limit of its own
+            return (_line(e), _too_deep())
         return None   # let the composer report the syntax error with its usual message
+    except yaml.YAMLError:
+        return None
     finally:
         loader.dispose()
     return None
@@ -181,9 +185,20 @@ def _too_deep() -> str:
     return f"nested more than {MAX_DEPTH} levels deep: fleet files need only a few levels"
 
 
-def _yaml_error(raw: bytes, e: yaml.MarkedYAMLError) -> tuple[int, str]:
+def _is_too_deep(e: yaml.MarkedYAMLError) -> bool:
+    """libyaml's own nesting limit, worded by the library: one fleet sentence instead."""
+    return "nesting depth" in (e.problem or "")
+
+
+def _line(e: yaml.MarkedYAMLError) -> int:
     mark = e.problem_mark or e.context_mark
-    line = mark.line + 1 if mark else 1
+    return mark.line + 1 if mark else 1
+
+
+def _yaml_error(raw: bytes, e: yaml.MarkedYAMLError) -> tuple[int, str]:
+    line = _line(e)
+    if _is_too_deep(e):
+        return (line, _too_deep())
     if e.context and "single document" in e.context:
         return (line, f"a second YAML document starts at line {line}: "
                       "keep one document per file (remove the extra '---')")
