@@ -154,8 +154,6 @@ def test_run_pushes_the_branch_and_reports_success(tmp_path, fake):
 
 
 def test_claude_json_output_is_parsed(tmp_path, fake):
-    if not REPLAY.exists():
-        pytest.skip("tests/fake_agents/replay not present")
     repo = make_repo(tmp_path / "target.git")
     cmd = ("sh", "-c", 'echo edit >agent.txt && exec "$0" "$@"', sys.executable, str(REPLAY),
            "claude_p_json_bypass.json", "--save-prompt", str(fake / "saved"))
@@ -409,8 +407,14 @@ def test_substitution_is_one_pass_and_per_element():
     assert argv == ("x/w/{branch}", "t-r", "b {nope}", "{b}")
 
 
-def test_wrapper_is_posix_sh():
-    for checker in ("dash", "sh", "bash"):
-        if shutil.which(checker):
-            args = ["--posix", "-n"] if checker == "bash" else ["-n"]
-            subprocess.run([checker, *args, str(WRAPPER)], check=True)
+def test_wrapper_is_posix_sh(tmp_path):
+    checkers = [c for c in ("dash", "sh", "bash") if shutil.which(c)]
+    assert checkers, "no POSIX shell on PATH to check the run wrapper with"
+    broken = tmp_path / "broken.sh"
+    broken.write_text(WRAPPER.read_text() + "\nif then fi\n")
+    for checker in checkers:
+        args = ["--posix", "-n"] if checker == "bash" else ["-n"]
+        ok = subprocess.run([checker, *args, str(WRAPPER)], capture_output=True, text=True)
+        assert ok.returncode == 0, (checker, ok.stderr)
+        # The same check refuses a syntax error, so a pass above means something.
+        assert subprocess.run([checker, *args, str(broken)], capture_output=True).returncode != 0

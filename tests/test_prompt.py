@@ -136,7 +136,12 @@ def test_bad_template_syntax_is_a_value_error(template, fragment):
 
 
 def test_default_template_uses_only_known_placeholders():
+    import string
+    used = set(string.Template(DEFAULT_TEMPLATE).get_identifiers())
+    assert used and used <= set(PLACEHOLDERS), used - set(PLACEHOLDERS)
     check_template(DEFAULT_TEMPLATE)
+    text = build_prompt(TASK, repo=TASK.repo, branch="task/fix-login", base="main", attempt=1)
+    assert not [name for name in PLACEHOLDERS if f"${name}" in text or f"${{{name}}}" in text]
 
 
 # ---- the demo agent, run for real in a git repository ----------------------------
