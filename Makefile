@@ -7,13 +7,34 @@ PY     := $(VENV)/bin/python
 # tools/agents/package.json and installed once into this git-ignored cache.
 AGENTS := .cache/npm/agents
 
-.PHONY: demo test sshd bench clean
+.PHONY: demo test sshd bench clean lock
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly what requirements.lock pins, hashes checked, pip and the
+# build backend included, into a new venv: a release made tomorrow changes
+# nothing here. The ranges in pyproject.toml are for people who pip install
+# fleet as a library; `make lock` refreshes the pins from them.
+LOCK   := requirements.lock
+UV     := .cache/uv/bin/uv
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
+
+# uv, the lock tool, comes from the lock too: its pinned line with its hashes.
+$(UV): $(LOCK)
+	rm -rf .cache/uv && $(PYTHON) -m venv .cache/uv
+	awk '/^uv==/{p=1} p{print} p && !/\\$$/{exit}' $(LOCK) > .cache/uv/requirements.txt
+	.cache/uv/bin/pip install -q --require-hashes --no-deps -r .cache/uv/requirements.txt
+
+# `make lock` follows pyproject.toml and keeps every pin that still fits;
+# `make lock UPGRADE=1` takes the newest releases the ranges allow.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml tools/lock-tools.in --extra test --generate-hashes \
+		--universal --python-version 3.11 --no-header --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/fleet demo

@@ -294,6 +294,7 @@ def test_files_at_an_empty_repository(bare_repo):
     assert files_at(bare_repo, "HEAD") == {}
 
 
+@pytest.mark.opt_in
 @pytest.mark.skipif(not os.environ.get("FLEET_BENCH"),
                     reason="set FLEET_BENCH=1 to build a 100k-task repository and time the store")
 def test_bench_100k(tmp_path):
