@@ -13,6 +13,8 @@ and asks three questions of this module each pass:
   whose start or stop failed half-way) are kept in `abandoned`, on disk so a
   restarted controller still kills them, until a stop succeeded.
 Results go to `<state>/hosts.json` for `fleet status`, which runs in another process.
+A read-only watch (`fleet plan`) reads those files and checks hosts without
+creating anything on them, and writes nothing: what it learns dies with it.
 """
 from __future__ import annotations
 
@@ -45,8 +47,10 @@ class Health:
 
 
 class HostWatch:
-    def __init__(self, state_dir: Path, lost_grace: float, clock: Callable[[], datetime]):
+    def __init__(self, state_dir: Path, lost_grace: float, clock: Callable[[], datetime],
+                 read_only: bool = False):
         self.state_dir = state_dir
+        self.read_only = read_only
         self.lost_grace = lost_grace
         self.clock = clock
         self.down: dict[str, str] = {}          # host -> why; the planner places nothing there
@@ -86,7 +90,7 @@ class HostWatch:
             return Health(False, now, f"no executor for address {host.address!r}")
         try:
             workdir = await executor.workdir(host, fresh=True)
-            code, out, err = await executor.run(host, remote.probe(workdir))
+            code, out, err = await executor.run(host, remote.probe(workdir, create=not self.read_only))
             text = out.decode("utf-8", "replace").strip()
             if code != 0:
                 return Health(False, now, f"{host.name}: {text or _first_line(err) or f'probe exit {code}'}")
@@ -183,6 +187,8 @@ class HostWatch:
         return data if isinstance(data, dict) else {}
 
     def _save(self, name: str, data: dict) -> None:
+        if self.read_only:
+            return      # `fleet plan` leaves the running controller's records alone
         path = self.state_dir / name
         tmp = path.with_name(f".{name}.tmp")
         try:

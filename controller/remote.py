@@ -221,19 +221,30 @@ def stop(run_dir: str, grace: float) -> str:
 # ---- health -----------------------------------------------------------------------
 
 # What every run needs of a host, checked before any run goes there.
-PROBE = r"""
+_TOOLS = r"""
 w=$1
 command -v git >/dev/null 2>&1 || { echo "git is not installed (runs clone and push with it)"; exit 3; }
 command -v setsid >/dev/null 2>&1 || command -v perl >/dev/null 2>&1 ||
     { echo "neither setsid nor perl is installed (needed to detach runs)"; exit 3; }
+"""
+PROBE = _TOOLS + r"""
 mkdir -p "$w/runs" 2>/dev/null && [ -w "$w/runs" ] ||
     { echo "cannot create or write $w/runs"; exit 3; }
 git --version
 """
+# The same question asked without creating anything (for `fleet plan`): the
+# nearest existing directory on the way to $w/runs must be writable.
+LOOK = _TOOLS + r"""
+r=$w/runs
+while [ ! -e "$r" ]; do r=$(dirname -- "$r"); done
+[ -d "$r" ] && [ -w "$r" ] || { echo "cannot create or write $w/runs"; exit 3; }
+git --version
+"""
 
 
-def probe(workdir: str) -> str:
-    return sh(PROBE, workdir)
+def probe(workdir: str, create: bool = True) -> str:
+    """The health probe; create=False only looks, for a check that must write nothing."""
+    return sh(PROBE if create else LOOK, workdir)
 
 
 def version(argv: tuple[str, ...], env: Iterable[tuple[str, str]]) -> str:
