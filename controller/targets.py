@@ -6,6 +6,8 @@ is how a merge is noticed: each target repository is fetched (at most once per
 commit the run pushed is checked for being an ancestor of `origin/<base>`. The
 commit comes from the status file, so deleting the branch after a merge does not
 hide the merge. Uses the real `git` command, so any URL git can fetch works.
+`fleet plan` fetches into a scratch cache instead, borrowing (read-only) the
+objects of the state directory's cache so that a fetch costs only what is new.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ FETCH_TIMEOUT = 20.0    # seconds; the engine waits for merge checks, so keep th
 
 
 class Targets:
-    def __init__(self, cache_dir: Path, min_interval: float = 0.0):
+    def __init__(self, cache_dir: Path, min_interval: float = 0.0, borrow: Path | None = None):
         self.cache_dir = cache_dir
+        self.borrow = borrow        # another cache whose objects ours may read, never write
         self.min_interval = min_interval
         self._fetched: dict[str, float] = {}
         self._answers: dict[tuple[str, str], bool] = {}   # (commit, base tip) -> merged
@@ -81,6 +84,7 @@ class Targets:
             mirror.parent.mkdir(parents=True, exist_ok=True)
             if _git("init", "--bare", "-q", str(mirror)) is None:
                 return None
+            self._borrow_objects(mirror)
         out = _git("-C", str(mirror), "fetch", "-q", "--prune", "--", repo,
                    "+refs/heads/*:refs/remotes/origin/*", timeout=FETCH_TIMEOUT)
         # A failed fetch also waits min_interval before the next try: a dead
@@ -91,6 +95,13 @@ class Targets:
             return None
         self.errors.pop(repo, None)
         return mirror
+
+    def _borrow_objects(self, mirror: Path) -> None:
+        """Read the borrowed cache's objects in place (git alternates): its refs
+        count as what we have, so the fetch brings only newer objects."""
+        objects = self.borrow / mirror.name / "objects" if self.borrow else None
+        if objects is not None and objects.is_dir():
+            (mirror / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
 
 
 def _git(*args: str, timeout: float = 60) -> str | None:

@@ -18,6 +18,10 @@ written straight into it and the branch moves by compare-and-swap (`git
 update-ref NEW OLD`, the lock a push takes too) instead of a push, which would
 pack and unpack the whole status/ tree. A person's concurrent push makes the
 swap fail exactly as it makes a push fail: we fetch and re-apply on theirs.
+
+`fleet plan` clones into a scratch directory instead, borrowing (read-only)
+the objects of the state directory's clone, so it costs one small fetch and
+leaves that clone, which a running controller may be using, as it was.
 """
 from __future__ import annotations
 
@@ -41,13 +45,14 @@ class GitStore(StatusWriter):
     Not thread-safe: the engine calls it from one thread at a time."""
 
     def __init__(self, source: str, state_dir: Path, branch: str = "main",
-                 timeout: float = 600.0, push_attempts: int = 5):
+                 timeout: float = 600.0, push_attempts: int = 5, borrow: Path | None = None):
         if not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
             raise GitError(f"{branch!r} is not a valid branch name")
         self.source = _normalize_source(source)
         self._local = _is_local(source) or source.startswith("file://")
         self.branch = branch
         self.path = Path(state_dir).expanduser() / "fleet.git"
+        self.borrow = borrow                # another clone whose objects ours may read
         self.timeout = timeout              # seconds, for each fetch or push
         self.push_attempts = push_attempts
         self._tracking = f"refs/remotes/origin/{branch}"
@@ -90,17 +95,23 @@ class GitStore(StatusWriter):
         """For a source on this machine, read its objects in place (`git clone
         --shared`): a fetch then copies nothing and costs ~10 ms instead of a
         pack of the 100k-entry tasks/ tree (~300 ms). Our own status objects
-        still live in our clone and reach the source by push."""
-        if not self._local:
-            return
-        source = Path(self.source.removeprefix("file://")).expanduser()
-        objects = source / "objects"
-        if not objects.is_dir():
-            objects = source / ".git" / "objects"     # a non-bare source
-        if objects.is_dir():
+        still live in our clone and reach the source by push. A borrowed
+        clone's objects are read in place the same way."""
+        shared = [self._source_objects()] if self._local else []
+        if self.borrow is not None:
+            shared.append(Path(self.borrow).expanduser() / "objects")
+        lines = [f"{d.resolve()}\n" for d in shared if d is not None and d.is_dir()]
+        if lines:
             alternates = clone / "objects" / "info" / "alternates"
             alternates.parent.mkdir(parents=True, exist_ok=True)
-            alternates.write_text(f"{objects.resolve()}\n")
+            alternates.write_text("".join(lines))
+
+    def _source_objects(self) -> Path | None:
+        source = Path(self.source.removeprefix("file://")).expanduser()
+        for objects in (source / "objects", source / ".git" / "objects"):   # bare or not
+            if objects.is_dir():
+                return objects
+        return None
 
     def _fetch(self, clone: Path) -> None:
         if _is_local(self.source) and not Path(self.source).exists():
