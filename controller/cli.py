@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config
@@ -75,13 +76,30 @@ def _settings(args) -> tuple[Config, str]:
     return config, repo
 
 
+def _state(config: Config, repo: str) -> Path:
+    """The state dir of one fleet repository: its clone, run records and caches."""
+    key = hashlib.sha256(repo.encode()).hexdigest()[:12]
+    return config.state_dir / "repos" / key
+
+
 def _engine(config: Config, repo: str):
     from .engine import Engine
     from .gitstore import GitStore
-    key = hashlib.sha256(repo.encode()).hexdigest()[:12]
-    state = config.state_dir / "repos" / key
+    state = _state(config, repo)
     state.mkdir(parents=True, exist_ok=True)
     return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh)
+
+
+def _look_only_engine(config: Config, repo: str, scratch: Path):
+    """An engine for `fleet plan`: it reads the state dir, and clones and fetches
+    into `scratch`, borrowing the state dir's objects so that costs little."""
+    from .engine import Engine
+    from .gitstore import GitStore
+    from .targets import Targets
+    state = _state(config, repo)
+    store = GitStore(repo, scratch, config.branch, borrow=state / "fleet.git")
+    targets = Targets(scratch / "targets", borrow=state / "targets")
+    return Engine(store, state, ssh=config.ssh, targets=targets, read_only=True)
 
 
 def _cmd_init(args) -> int:
@@ -103,8 +121,11 @@ def _cmd_validate(args) -> int:
 def _cmd_plan(args) -> int:
     from .report import print_plan
     config, repo = _settings(args)
-    engine = _engine(config, repo)
-    return asyncio.run(print_plan(engine))
+    # It "changes nothing" (DESIGN.md): not the state dir, which a running
+    # `fleet run` owns, nor a host. What it must fetch goes to a scratch dir.
+    with tempfile.TemporaryDirectory(prefix="fleet-plan-") as scratch:
+        engine = _look_only_engine(config, repo, Path(scratch))
+        return asyncio.run(print_plan(engine))
 
 
 def _cmd_run(args) -> int:

@@ -6,6 +6,10 @@ tasks and the merges of reviewed ones, asks the pure planner what to do, writes
 every status change of the pass as one commit (pushed before anything starts,
 so `assigned` with its run id is on record first), and only then starts and
 stops runs. Called by the CLI (`fleet run`, `fleet plan`, `fleet demo`).
+
+A read-only engine (`fleet plan`) syncs, checks hosts and observes like any
+other but takes no step: it starts, stops and writes nothing, in the state
+dir or on a host; its clone and target caches are the caller's scratch ones.
 """
 from __future__ import annotations
 
@@ -52,13 +56,15 @@ class Engine(Polling, Dispatch):
     def __init__(self, store: GitStore, state_dir: Path,
                  clock: Callable[[], datetime] = utcnow,
                  executors: Callable[[Host], Executor | None] | None = None,
-                 ssh: SSHConfig | None = None):
+                 ssh: SSHConfig | None = None, targets: Targets | None = None,
+                 read_only: bool = False):
         self.store = store
         self.state_dir = state_dir
         self.clock = clock
+        self.read_only = read_only
         # Target repos are fetched at most every few seconds for merge checks;
         # run() asks for a fresh look when it starts.
-        self.targets = Targets(state_dir / "targets", min_interval=5.0)
+        self.targets = targets or Targets(state_dir / "targets", min_interval=5.0)
         self.builder = DesiredBuilder()
         self.book = StatusBook()
         self.desired: Desired | None = None
@@ -67,7 +73,7 @@ class Engine(Polling, Dispatch):
         self.start_failures: dict[str, RunReport] = {}  # run id -> why its start failed
         self.ssh_settings = ssh or SSHConfig()
         # Health checks, hosts lost mid-run and abandoned runs (see hosts.py).
-        self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock)
+        self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock, read_only)
         self.hosts_down: dict[str, str] = self.watch.down
         self.stopping: set[asyncio.Task] = set()
         self._stopping_runs: set[str] = set()
@@ -201,6 +207,8 @@ class Engine(Polling, Dispatch):
     # ---- one pass ------------------------------------------------------------------------
     async def step(self) -> PassResult:
         """One reconcile pass. The caller syncs first when it wants new specs."""
+        if self.read_only:
+            raise RuntimeError("a read-only engine (fleet plan) takes no actions")
         now = self.clock()
         self._remember()
         observed = await self.observe()
@@ -288,13 +296,16 @@ class Engine(Polling, Dispatch):
                 and self._checked_hosts.get(host.name) != host)
 
     async def check_hosts(self) -> None:
-        """One round of host health checks, then stop abandoned runs on hosts that are back."""
+        """One round of host health checks, then stop abandoned runs on hosts that are back
+        (read-only: the checks only; `watch.to_stop` says what a real round would stop)."""
         hosts = dict(self.desired.hosts)
         try:
             await self.watch.check(self.desired, self._executor_for, busy_hosts(self.book, self.watch))
             self._checked_hosts = hosts
         except Exception:       # a bug in a check must not stop the controller
             log.exception("host health check failed")
+        if self.read_only:
+            return
         for host, run_id in self.watch.to_stop(self.desired):
             self._stop(StopRun("", host.name, run_id, "abandoned: its task moved on"))
 
@@ -362,6 +373,10 @@ class Engine(Polling, Dispatch):
             job.cancel()
         if self._health_job is not None:
             self._health_job.cancel()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the SSH connections (runs on the hosts go on)."""
         if self._ssh is not None:
             await self._ssh.close()
 

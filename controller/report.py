@@ -1,38 +1,61 @@
 """What `fleet status` and `fleet plan` print: tables for people, JSON for scripts.
 
-Both read through the engine (sync, then observe), and neither writes anything:
-`plan` shows the actions the next pass would take without taking them.
+Both read through the engine, and neither writes anything: `status` syncs and
+reads the records, `plan` uses a read-only engine (cli.py) that checks hosts
+without creating anything there and shows the actions the next pass would
+take without taking them.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Iterable
 
 from .engine import Engine
-from .model import ACTIVE, DeleteStatus, SetStatus, StartRun, StopRun, Status
+from .model import ACTIVE, Action, DeleteStatus, Host, SetStatus, StartRun, StopRun, Status
 from .planner import plan
+from .statusbook import StatusBook
 
 
 async def print_plan(engine: Engine) -> int:
-    await engine.sync()
-    await engine.check_hosts()      # reads only: where could runs go now
-    observed = await engine.observe()
-    actions = plan(engine.desired, observed, engine.clock(),
-                   focus=engine.focus | engine.book.unfinished)
-    if not actions:
-        print("nothing to do")
+    try:
+        await engine.sync()
+        await engine.check_hosts()      # read-only: where could runs go now
+        observed = await engine.observe()
+        actions = plan(engine.desired, observed, engine.clock(),
+                       focus=engine.focus | engine.book.unfinished)
+        lines = plan_lines(actions, engine.book, engine.watch.to_stop(engine.desired))
+    finally:
+        await engine.close()
+    print("\n".join(lines) if lines else "nothing to do")
+    return 0
+
+
+def plan_lines(actions: Iterable[Action], book: StatusBook,
+               abandoned: Iterable[tuple[Host, str]] = ()) -> list[str]:
+    """One line per thing the next pass would do; `abandoned`: runs it would stop first."""
+    lines = [f"host {h.name}: stop abandoned run {run_id} (its task moved on)"
+             for h, run_id in abandoned]
     for a in actions:
         if isinstance(a, SetStatus):
-            for reason in a.reasons:
-                print(f"{a.status.task}: {reason}")
+            lines += [f"{a.status.task}: {reason}" for reason in a.reasons]
         elif isinstance(a, DeleteStatus):
-            print(f"{a.task}: remove status ({a.reason})")
+            lines.append(f"{a.task}: remove status ({a.reason})")
         elif isinstance(a, StartRun):
             kind = "revision run" if a.from_branch else "run"
-            print(f"{a.task}: start {kind} {a.run_id} on {a.host} (attempt {a.attempt})")
+            lines.append(f"{a.task}: start {kind}{_recorded(a, book)} on {a.host} "
+                         f"(attempt {a.attempt})")
         elif isinstance(a, StopRun):
-            print(f"{a.task}: stop run {a.run_id} on {a.host} ({a.reason})")
-    return 0
+            lines.append(f"{a.task}: stop run {a.run_id} on {a.host} ({a.reason})")
+    return lines
+
+
+def _recorded(start: StartRun, book: StatusBook) -> str:
+    """` RUN_ID` when the status already records it (an assignment not yet started),
+    which is the id the next `fleet run` uses; a new id comes from that pass's
+    clock, so plan cannot know it and prints none."""
+    st = book.get(start.task)
+    return f" {start.run_id}" if st is not None and st.run_id == start.run_id else ""
 
 
 async def print_status(engine: Engine, as_json: bool = False) -> int:

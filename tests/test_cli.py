@@ -55,7 +55,7 @@ def test_readme_walkthrough(tmp_path):
 
     planned = fleet("plan", "--repo", tmp_path / "fleet.git", env=env)
     assert planned.returncode == 0, planned.stderr
-    assert "hello: start run hello-" in planned.stdout and "on local" in planned.stdout
+    assert "hello: start run on local (attempt 1)" in planned.stdout   # its id: drawn by run
 
     ran = fleet("run", "--repo", tmp_path / "fleet.git", "--once", env=env)
     assert ran.returncode == 0, ran.stderr
