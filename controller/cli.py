@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+REPO_HELP = ("the fleet repository: a bare path or a URL (default: `repo:` in the config file, "
+             "else the origin remote of the fleet repository clone you are in)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fleet", description="GitOps controller for AI coding agents")
     sub = p.add_subparsers(dest="command", required=True)
@@ -48,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                                  ("run", "run the controller", _cmd_run),
                                  ("status", "tasks, states, hosts and load", _cmd_status)):
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("--repo", help="the fleet repository: a bare path or a URL")
+        s.add_argument("--repo", help=REPO_HELP)
         s.add_argument("--config", help="controller config file (or $FLEET_CONFIG)")
         s.set_defaults(func=func)
     sub.choices["run"].add_argument("--once", action="store_true",
@@ -58,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("hosts", help="SSH hosts: `fleet hosts scan NAME` prints the known_hosts line")
     s.add_argument("action", choices=["scan"])
     s.add_argument("name", help="the host's name (hosts/NAME.yaml)")
-    s.add_argument("--repo", help="the fleet repository: a bare path or a URL")
+    s.add_argument("--repo", help=REPO_HELP)
     s.add_argument("--config", help="controller config file (or $FLEET_CONFIG)")
     s.set_defaults(func=_cmd_hosts)
 
@@ -69,10 +73,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args) -> tuple[Config, str]:
+    """The config and the fleet repository: --repo, else `repo:` in the config,
+    else the origin of the fleet repository clone the command runs in."""
+    from .workspace import origin_of_clone
     config = load_config(getattr(args, "config", None))
-    repo = args.repo or config.repo
+    repo = args.repo or config.repo or origin_of_clone()
     if not repo:
-        raise ConfigError("no fleet repository: pass --repo PATH_OR_URL or set `repo:` in the config file")
+        raise ConfigError("no fleet repository: pass --repo PATH_OR_URL, run this inside a clone "
+                          "of the fleet repository, or set `repo:` in the config file")
     return config, repo
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from .desired import validate_files
 from .gitstore import GitError, GitStore, files_at
 from .model import Problem
+from .workspace import FLEET_DIRS, looks_like_fleet, worktree_root
 
-FLEET_DIRS = ("hosts", "agents", "tasks")
 MAX_FILES = 1_000_000
 
 
@@ -29,10 +29,10 @@ def validate(repo: str | None, rev: str | None) -> tuple[list[Problem], str]:
 def _files(repo: str, rev: str | None) -> dict[str, bytes]:
     path = Path(repo).expanduser()
     if rev is None and path.is_dir():
-        path = _worktree_root(path)
+        path = worktree_root(path)
     if path.is_dir() and (path / ".git").exists() and rev is None:
         return _from_disk(path)
-    if path.is_dir() and not (path / ".git").exists() and rev is None and _looks_like_fleet(path):
+    if path.is_dir() and not (path / ".git").exists() and rev is None and looks_like_fleet(path):
         return _from_disk(path)
     if path.is_dir():
         return files_at(path, rev or "HEAD")
@@ -40,19 +40,6 @@ def _files(repo: str, rev: str | None) -> dict[str, bytes]:
         store = GitStore(repo, Path(state))
         tip = store.sync() if rev is None else None
         return files_at(Path(state) / "fleet.git", rev or tip)
-
-
-def _worktree_root(path: Path) -> Path:
-    """The top of the working tree holding `path` (run inside tasks/, it checks the
-    whole clone on disk); `path` itself when it is not in one."""
-    for candidate in (path.resolve(), *path.resolve().parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return path
-
-
-def _looks_like_fleet(path: Path) -> bool:
-    return any((path / d).is_dir() for d in FLEET_DIRS) or (path / "fleet.yaml").exists()
 
 
 def _from_disk(root: Path) -> dict[str, bytes]:

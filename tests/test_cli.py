@@ -117,3 +117,24 @@ def test_demo_runs_in_under_a_minute():
     assert "add-greeting: review_pending -> completed" in out.stdout + out.stderr
     assert "flaky-docs: review_pending -> revising" in out.stdout + out.stderr
     assert "running -> retrying" in out.stdout + out.stderr
+
+
+def test_status_and_plan_in_a_clone_read_its_origin(tmp_path):
+    config = tmp_path / "controller.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    env = {"FLEET_CONFIG": str(config)}
+    fleet("init", tmp_path / "fleet.git")
+    clone = tmp_path / "fleet-state"
+    git("clone", "-q", tmp_path / "fleet.git", clone)
+    status = fleet("status", "--json", cwd=clone / "tasks", env=env)
+    assert status.returncode == 0, status.stderr
+    assert any(t["task"] == "hello" for t in json.loads(status.stdout)["tasks"])
+    planned = fleet("plan", cwd=clone, env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert "origin remote" in fleet("status", "--help").stdout
+    git("remote", "remove", "origin", cwd=clone)
+    lost = fleet("status", cwd=clone, env=env)
+    assert lost.returncode == 2 and "origin" in lost.stderr and "pass --repo" in lost.stderr
+    assert "Traceback" not in lost.stderr
+    elsewhere = fleet("plan", cwd=tmp_path, env=env)
+    assert elsewhere.returncode == 2 and "pass --repo" in elsewhere.stderr

@@ -302,6 +302,23 @@ def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
     raise GitError(f"{path} has no revision {rev!r}: give a branch, tag or commit")
 
 
+def remote_url(path: Path | str, name: str = "origin") -> str | None:
+    """The URL of remote `name` of the repository at `path`, as fetch would use it
+    (a relative local path made absolute); None when it has no such remote."""
+    try:
+        repo = pygit2.Repository(str(path))
+    except pygit2.GitError:
+        raise GitError(f"{path} is not a git repository") from None
+    try:
+        url = repo.remotes[name].url
+    except (KeyError, ValueError):
+        return None
+    if url and _is_local(url) and not Path(url).expanduser().is_absolute():
+        # git resolves a relative remote path from the working tree's top
+        url = str((Path(repo.workdir or repo.path) / url).resolve())
+    return url or None
+
+
 def _fleet_blobs(repo: pygit2.Repository, root: pygit2.Tree) -> dict[str, str]:
     out = {name: blob for name in TOP_FILES if (blob := _blob(root, name))}
     for d in DIRS:
