@@ -33,43 +33,90 @@ def main(argv: list[str] | None = None) -> int:
 
 REPO_HELP = ("the fleet repository: a bare path or a URL (default: `repo:` in the config file, "
              "else the origin remote of the fleet repository clone you are in)")
+CONFIG_HELP = "controller config file (default: $FLEET_CONFIG, else none)"
+# name: (one-line description, an example); `fleet hosts scan` is "hosts scan".
+COMMANDS = {
+    "init": ("create a new fleet-state repository (bare) with example content",
+             "fleet init ~/fleet.git && git clone ~/fleet.git fleet-state"),
+    "validate": ("check every file against its schema and the cross-file rules",
+                 "cd fleet-state && fleet validate"),
+    "plan": ("print what the next reconcile would do; changes nothing",
+             "fleet plan --repo ~/fleet.git"),
+    "run": ("run the controller: reconcile, start and watch runs, commit status",
+            "fleet run --repo ~/fleet.git --once"),
+    "status": ("tasks, states, hosts and load",
+               "fleet status --repo ~/fleet.git --json"),
+    "hosts": ("SSH hosts: `fleet hosts scan NAME` prints the known_hosts line",
+              "fleet hosts scan build-1 --repo ~/fleet.git"),
+    "hosts scan": ("print an SSH host's known_hosts line; its key fingerprint goes to stderr",
+                   "fleet hosts scan build-1 --repo ~/fleet.git >> ~/.ssh/known_hosts"),
+    "demo": ("a self-contained tour in a temporary directory", "fleet demo --keep"),
+}
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's own when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("fleet")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fleet", description="GitOps controller for AI coding agents")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="fleet", description="GitOps controller for AI coding agents",
+                                epilog="new here? try `fleet demo`, then `fleet init DIR`;\n"
+                                "`fleet COMMAND --help` explains each command",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           help="one of these (`fleet COMMAND --help` for its options)")
 
-    s = sub.add_parser("init", help="create a new fleet-state repository (bare) with example content")
-    s.add_argument("dir")
-    s.set_defaults(func=_cmd_init)
+    s = _command(sub, "init", _cmd_init)
+    s.add_argument("dir", metavar="DIR", help="where to create it: a new or empty directory")
 
-    s = sub.add_parser("validate", help="check every file against its schema and the cross-file rules")
+    s = _command(sub, "validate", _cmd_validate)
     s.add_argument("--repo", help="a repository path or URL (default: the working tree in .)")
     s.add_argument("--rev", help="validate this revision instead of the files on disk")
-    s.set_defaults(func=_cmd_validate)
 
-    for name, helptext, func in (("plan", "print what the next reconcile would do", _cmd_plan),
-                                 ("run", "run the controller", _cmd_run),
-                                 ("status", "tasks, states, hosts and load", _cmd_status)):
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("--repo", help=REPO_HELP)
-        s.add_argument("--config", help="controller config file (or $FLEET_CONFIG)")
-        s.set_defaults(func=func)
+    for name, func in (("plan", _cmd_plan), ("run", _cmd_run), ("status", _cmd_status)):
+        _repo_options(_command(sub, name, func))
     sub.choices["run"].add_argument("--once", action="store_true",
                                     help="reconcile until nothing is in flight, then exit")
     sub.choices["status"].add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("hosts", help="SSH hosts: `fleet hosts scan NAME` prints the known_hosts line")
-    s.add_argument("action", choices=["scan"])
-    s.add_argument("name", help="the host's name (hosts/NAME.yaml)")
-    s.add_argument("--repo", help=REPO_HELP)
-    s.add_argument("--config", help="controller config file (or $FLEET_CONFIG)")
-    s.set_defaults(func=_cmd_hosts)
+    hosts = _command(sub, "hosts", _cmd_usage).add_subparsers(
+        dest="action", metavar="ACTION", help="what to do with the hosts")
+    s = _command(hosts, "hosts scan", _cmd_hosts)
+    s.add_argument("name", metavar="NAME", help="the host's name (hosts/NAME.yaml)")
+    _repo_options(s)
 
-    s = sub.add_parser("demo", help="a self-contained tour in a temporary directory")
+    s = _command(sub, "demo", _cmd_demo)
     s.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    s.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_usage, usage_of=p)
     return p
+
+
+def _command(sub, name: str, func) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its description and an example."""
+    description, example = COMMANDS[name]
+    s = sub.add_parser(name.split()[-1], help=description, description=description,
+                       epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.set_defaults(func=func, usage_of=s)
+    return s
+
+
+def _repo_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--repo", help=REPO_HELP)
+    s.add_argument("--config", help=CONFIG_HELP)
+
+
+def _cmd_usage(args) -> int:
+    """`fleet` or `fleet hosts` alone: say what could follow, as a usage error."""
+    args.usage_of.print_help(sys.stderr)
+    return 2
 
 
 def _settings(args) -> tuple[Config, str]:

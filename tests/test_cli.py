@@ -1,14 +1,18 @@
 """The commands as a user runs them: the README's walk-through, in a subprocess each."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import yaml
+
+from controller.cli import _parser
 
 from .fleetkit import git
 
@@ -138,3 +142,37 @@ def test_status_and_plan_in_a_clone_read_its_origin(tmp_path):
     assert "Traceback" not in lost.stderr
     elsewhere = fleet("plan", cwd=tmp_path, env=env)
     assert elsewhere.returncode == 2 and "pass --repo" in elsewhere.stderr
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "fleet"):
+    """(name, parser) of fleet and every subcommand, nested ones too."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
+
+
+def test_help_describes_every_command_and_argument():
+    for name, parser in _parsers(_parser()):
+        for action in parser._actions:
+            if not action.option_strings:
+                assert action.help, f"{name}: positional {action.dest} has no help"
+        if name != "fleet":
+            shown = fleet(*name.split()[1:], "--help")
+            assert shown.returncode == 0, shown.stderr
+            assert parser.description in shown.stdout
+            example = shown.stdout.partition("\nexample:\n  ")[2]
+            assert "fleet " + name.split()[1] in example, f"{name}: no example in --help"
+    scan = fleet("hosts", "scan", "--help").stdout
+    assert "known_hosts" in scan and "NAME" in scan and "--repo" in scan
+
+
+def test_version_and_bare_fleet():
+    version = fleet("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"fleet {metadata.version('fleet')}"
+    bare = fleet()
+    assert bare.returncode == 2 and "usage: fleet" in bare.stderr and "Traceback" not in bare.stderr
+    assert "validate" in bare.stderr and "demo" in bare.stderr
+    hosts = fleet("hosts")
+    assert hosts.returncode == 2 and "scan" in hosts.stderr and "Traceback" not in hosts.stderr
