@@ -8,6 +8,7 @@ take without taking them.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from typing import Iterable
 
@@ -72,12 +73,16 @@ async def print_status(engine: Engine, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps({"commit": engine.commit, "tasks": rows, "hosts": hosts}, indent=2))
         return 0
+    width = shutil.get_terminal_size().columns      # honours $COLUMNS
     _table(["TASK", "STATE", "ATTEMPT", "HOST", "MESSAGE"],
-           [[r["task"], r["state"], str(r["attempt"]), r["host"] or "-", r["message"]] for r in rows])
+           [[r["task"], r["state"], str(r["attempt"]), r["host"] or "-", r["message"]] for r in rows],
+           width, cut=(4,))
     print()
+    # Capabilities are cut before health: they are in hosts/*.yaml, and health says why a host is down.
     _table(["HOST", "ADDRESS", "LOAD", "CAPABILITIES", "HEALTH"],
            [[h["name"], h["address"], f"{h['load']}/{h['max_concurrent']}",
-             ",".join(h["capabilities"]), _health(h)] for h in hosts])
+             ",".join(h["capabilities"]), _health(h)] for h in hosts],
+           width, cut=(3, 4))
     return 0
 
 
@@ -105,9 +110,36 @@ def _health(host: dict) -> str:
     return f"ok at {h.get('checked_at', '?')}" + (f" ({versions})" if versions else "")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
+def _table(header: list[str], rows: list[list[str]], width: int,
+           cut: tuple[int, ...] = ()) -> None:
+    """Print aligned columns in `width` characters, cutting the columns in `cut`
+    (free text: messages, health) with an ellipsis; names and states stay whole,
+    since people copy them into commands. --json has every message in full."""
     cells = [header] + [[c.replace("\n", " ") for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header) - 1)]
+    widths = _fit([max(len(r[i]) for r in cells) for i in range(len(header))],
+                  [len(h) for h in header], width, cut)
     for r in cells:
-        line = "  ".join(c.ljust(w) for c, w in zip(r, widths))
-        print(f"{line}  {r[-1]}".rstrip())
+        line = "  ".join(_cut(c, w).ljust(w) for c, w in zip(r, widths))
+        print(line.rstrip())
+
+
+MIN_CUT = 12      # a cut column keeps at least this much (or its header), however narrow
+
+
+def _fit(widths: list[int], headers: list[int], width: int, cut: tuple[int, ...]) -> list[int]:
+    """Column widths that add up (with two spaces between) to at most `width`,
+    narrowing the columns in `cut`, in that order of preference."""
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for i in cut:
+        if excess <= 0:
+            break
+        floor = min(widths[i], max(MIN_CUT, headers[i]))
+        take = min(excess, widths[i] - floor)
+        widths[i] -= take
+        excess -= take
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 0)].rstrip() + "…"

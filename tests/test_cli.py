@@ -176,3 +176,27 @@ def test_version_and_bare_fleet():
     assert "validate" in bare.stderr and "demo" in bare.stderr
     hosts = fleet("hosts")
     assert hosts.returncode == 2 and "scan" in hosts.stderr and "Traceback" not in hosts.stderr
+
+
+def test_status_fits_the_terminal_and_json_keeps_whole_messages(tmp_path):
+    config = tmp_path / "controller.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    fleet("init", tmp_path / "fleet.git")
+    clone = tmp_path / "fleet-state"
+    git("clone", "-q", tmp_path / "fleet.git", clone)
+    (clone / "tasks" / "lost.yaml").write_text(
+        "id: lost\ntitle: t\nagent: nobody-by-this-rather-long-name\ngoal: g\nrepo: /r\n")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "a task naming no agent", cwd=clone)
+    git("push", "-q", cwd=clone)
+    env = {"FLEET_CONFIG": str(config), "COLUMNS": "80"}
+    assert fleet("run", "--once", cwd=clone, env=env).returncode == 0
+    table = fleet("status", cwd=clone, env=env).stdout
+    assert max(map(len, table.splitlines())) <= 80, table
+    lost = next(line for line in table.splitlines() if line.startswith("lost "))
+    assert lost.endswith("…") and "invalid spec" in lost
+    rows = json.loads(fleet("status", "--json", cwd=clone, env=env).stdout)["tasks"]
+    message = next(r["message"] for r in rows if r["task"] == "lost")
+    assert len(message) > 80 and "nobody-by-this-rather-long-name" in message
+    wide = fleet("status", cwd=clone, env={**env, "COLUMNS": "400"}).stdout
+    assert message in wide
