@@ -6,7 +6,10 @@ route (pull mode); `fleet validate` may call `check_template` on fleet.yaml's
 always give the same bytes, so prompts can be snapshot-tested and diffed.
 
 Templates use `string.Template` syntax: `$name` or `${name}`, and `$$` for a
-literal dollar sign. Values are substituted once and never re-read as template
+literal dollar sign. Agent commands spell their placeholders `{name}`
+(rundir.py); a template that writes a placeholder of its own that way
+(`{goal}`, `{{ goal }}`) is refused, since it would reach the agent as literal
+text. Values are substituted once and never re-read as template
 text, so a `$` inside a goal or a review note is harmless. After substitution,
 runs of blank lines are collapsed to one, so a section that is empty for this
 attempt (no constraints, no feedback) leaves no gap.
@@ -78,6 +81,23 @@ def check_template(template: str) -> None:
     if unknown:
         raise ValueError(f"prompt template uses unknown placeholder ${unknown[0]}; "
                          f"placeholders: {', '.join(PLACEHOLDERS)}")
+    braced = _braced_placeholder(template)
+    if braced:
+        name, written = braced
+        raise ValueError(f"prompt template placeholders are spelled $name or ${{name}}: "
+                         f"use ${name}, not {written}")
+
+
+# `{goal}` or `{{ goal }}` not preceded by `$`: the agent-command or Jinja spelling.
+_BRACED_RE = re.compile(r"(?<!\$)(\{\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}?)")
+
+
+def _braced_placeholder(template: str) -> tuple[str, str] | None:
+    """(name, as written) of the first placeholder spelled in braces without `$`."""
+    for match in _BRACED_RE.finditer(template):
+        if match.group(2) in PLACEHOLDERS:
+            return match.group(2), match.group(1)
+    return None
 
 
 def build_prompt(task: Task, *, repo: str, branch: str, base: str, attempt: int,

@@ -304,7 +304,7 @@ def test_files_become_model_objects() -> None:
 FLEET = """poll_interval: 30s
 backoff: {base: 5s, max: 2m}
 cancel_grace: 20
-prompt_template: "Do {goal}"
+prompt_template: "Do $goal"
 defaults:
   base: develop
   timeout: 2h
@@ -321,7 +321,7 @@ def test_fleet_yaml_settings_and_defaults_for_tasks_that_do_not_set_them() -> No
     assert repo.problems() == []
     s = repo.desired.settings
     assert (s.poll_interval, s.backoff_base, s.backoff_max, s.cancel_grace) == (30.0, 5.0, 120.0, 20.0)
-    assert s.prompt_template == "Do {goal}"
+    assert s.prompt_template == "Do $goal"
     t1, t2 = repo.desired.tasks["t1"], repo.desired.tasks["t2"]
     assert (t1.base, t1.timeout, t1.max_attempts, t1.priority, t1.mode, t1.requires) == (
         "develop", 7200.0, 5, 7, "pull", frozenset({"linux"}))
@@ -444,6 +444,14 @@ def test_bad_prompt_template_in_fleet_yaml_is_a_problem_with_its_line():
     problems = validate_files({"fleet.yaml": b"poll_interval: 10s\nprompt_template: |\n  Do $goall now\n"})
     assert len(problems) == 1
     assert str(problems[0]).startswith("fleet.yaml:2: prompt_template:") and "goall" in str(problems[0])
+
+
+def test_prompt_template_in_agent_command_spelling_is_a_problem() -> None:
+    from controller.desired import validate_files
+    problems = validate_files({"fleet.yaml": b"prompt_template: \"Do {goal} now\"\n"})
+    assert [str(p) for p in problems] == [
+        "fleet.yaml:1: prompt_template: prompt template placeholders are spelled $name or "
+        "${name}: use $goal, not {goal}"]
 
 
 def test_env_names_the_run_would_refuse_are_refused_by_validate():

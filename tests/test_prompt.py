@@ -225,3 +225,26 @@ def test_demo_agent_extractors():
         "Please add a test for an external ?next= URL.",
         "Reject open redirects: only same-origin paths."]
     assert demo_agent.extract_title("\n\nplain text prompt\n") == "plain text prompt"
+
+
+@pytest.mark.parametrize("template, written", [
+    ("Do {goal} now", "{goal}"), ("Do {{ goal }} now", "{{ goal }}"), ("On {branch}", "{branch}"),
+])
+def test_agent_command_spelling_in_a_template_is_refused_with_the_right_one(template, written):
+    with pytest.raises(ValueError) as err:
+        check_template(template)
+    name = written.strip("{} ")
+    assert f"use ${name}, not {written}" in str(err.value)
+
+
+@pytest.mark.parametrize("template", ['Reply as {"summary": "..."}', "Do ${goal} {now}",
+                                      "Literal $${goal}"])
+def test_braces_that_are_no_placeholder_stay_text(template):
+    check_template(template)
+
+
+def test_schema_documents_every_template_placeholder():
+    described = json.loads((ROOT / "controller" / "schemas" / "fleet.schema.json")
+                           .read_text())["properties"]["prompt_template"]["description"]
+    assert all(f"${name}" in described for name in PLACEHOLDERS)
+    assert "{name}" in described      # and which spelling is not theirs

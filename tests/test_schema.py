@@ -35,7 +35,7 @@ VALID = {
     "fleet": {"poll_interval": "10s", "backoff": {"base": "10s", "max": "5m"}, "cancel_grace": 10,
               "defaults": {"base": "main", "timeout": "1h", "stall_timeout": "10m", "max_attempts": 3,
                            "max_reviews": 3, "priority": 0, "mode": "ssh", "requires": []},
-              "prompt_template": "Do {goal}"},
+              "prompt_template": "Do $goal"},
     "status": {"task": "fix-login", "state": "running", "message": "Running on gpu-1.", "attempt": 1,
                "review_count": 0, "host": "gpu-1", "run_id": "fix-login-1", "branch": "task/fix-login",
                "pr": {"number": 7, "url": "https://forge/pr/7"}, "spec_commit": "abc123",
