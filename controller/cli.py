@@ -166,9 +166,12 @@ def _cmd_init(args) -> int:
 
 def _cmd_validate(args) -> int:
     from .validate import validate
-    problems, summary = validate(args.repo, args.rev)
+    problems, warnings, summary = validate(args.repo, args.rev)
     for problem in problems:
         print(problem)
+    sys.stdout.flush()            # before stderr: a terminal shows both in this order
+    for warning in warnings:      # stderr: stdout stays the problems, one per line, for scripts
+        print(warning, file=sys.stderr)
     print(summary, file=sys.stderr)
     return 1 if problems else 0
 

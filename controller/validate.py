@@ -2,6 +2,12 @@
 
 Checks the files on disk of a working tree (so people can validate before they
 commit), or a revision of a repository (`--rev`, or any bare path or URL).
+
+What the controller will not read is said too, so nothing is skipped without a
+word: a hidden file or a folder where fleet files go is a warning (`path:
+skipped: why`, exit code unchanged); a symlink is a problem, because on disk it
+looks like the file it points to, but the controller reads git, where it is
+only a link, so the task, host or agent would silently not exist.
 """
 from __future__ import annotations
 
@@ -9,24 +15,43 @@ import tempfile
 from pathlib import Path
 
 from .desired import validate_files
-from .gitstore import GitError, GitStore, files_at
+from .gitstore import GitError, GitStore, files_at, unread_at
 from .model import Problem
 from .workspace import FLEET_DIRS, looks_like_fleet, worktree_root
 
 MAX_FILES = 1_000_000
+Found = tuple[dict[str, bytes], list[tuple[str, str]]]   # (files, [(path, "symlink"|"folder"|...)])
 
 
-def validate(repo: str | None, rev: str | None) -> tuple[list[Problem], str]:
-    """(problems, a one-line summary for stderr)."""
-    files = _files(repo or ".", rev)
-    problems = validate_files(files)
-    counts = {d: sum(1 for p in files if p.startswith(d + "/")) for d in FLEET_DIRS}
+def validate(repo: str | None, rev: str | None) -> tuple[list[Problem], list[str], str]:
+    """(problems, warnings about what was skipped, a one-line summary for stderr)."""
+    files, unread = _files(repo or ".", rev)
+    hidden = sorted(p for p in files if _is_hidden(p))
+    problems = sorted(validate_files(files) + [_symlink(p) for p, what in unread
+                                               if what == "symlink"],
+                      key=lambda p: (p.path, p.line or 0, p.message))
+    warnings = [f"{p}: skipped: a hidden file (its name starts with '.'): fleet does not read it"
+                for p in hidden]
+    warnings += [f"{p}: skipped: a {what}: fleet reads only the files directly in "
+                 f"{p.partition('/')[0]}/" for p, what in unread if what != "symlink"]
+    read = [p for p in files if p not in hidden]
+    counts = {d: sum(1 for p in read if p.startswith(d + "/")) for d in FLEET_DIRS}
     summary = (f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in "
                f"{counts['tasks']} tasks, {counts['hosts']} hosts, {counts['agents']} agents")
-    return problems, summary
+    return problems, sorted(warnings), summary
 
 
-def _files(repo: str, rev: str | None) -> dict[str, bytes]:
+def _is_hidden(path: str) -> bool:
+    top, _, name = path.partition("/")
+    return top in FLEET_DIRS and name.startswith(".")
+
+
+def _symlink(path: str) -> Problem:
+    return Problem(path, None, "a symlink: the controller reads git, where this is only a link, "
+                   "not the file it points to: put the file itself here")
+
+
+def _files(repo: str, rev: str | None) -> Found:
     path = Path(repo).expanduser()
     if rev is None and path.is_dir():
         path = worktree_root(path)
@@ -35,26 +60,37 @@ def _files(repo: str, rev: str | None) -> dict[str, bytes]:
     if path.is_dir() and not (path / ".git").exists() and rev is None and looks_like_fleet(path):
         return _from_disk(path)
     if path.is_dir():
-        return files_at(path, rev or "HEAD")
+        return files_at(path, rev or "HEAD"), unread_at(path, rev or "HEAD")
     with tempfile.TemporaryDirectory(prefix="fleet-validate-") as state:
         store = GitStore(repo, Path(state))
         tip = store.sync() if rev is None else None
-        return files_at(Path(state) / "fleet.git", rev or tip)
+        clone = Path(state) / "fleet.git"
+        return files_at(clone, rev or tip), unread_at(clone, rev or tip)
 
 
-def _from_disk(root: Path) -> dict[str, bytes]:
-    """The fleet files of a working tree, as repo-relative path -> bytes."""
+def _from_disk(root: Path) -> Found:
+    """The fleet files of a working tree, as repo-relative path -> bytes, and the
+    entries git would not hand the controller as files (symlinks, folders)."""
     files: dict[str, bytes] = {}
-    if (root / "fleet.yaml").is_file():
+    unread: list[tuple[str, str]] = []
+    for name in ("fleet.yaml", *FLEET_DIRS):
+        if (root / name).is_symlink():
+            unread.append((name, "symlink"))
+    if (root / "fleet.yaml").is_file() and not (root / "fleet.yaml").is_symlink():
         files["fleet.yaml"] = (root / "fleet.yaml").read_bytes()
     for d in FLEET_DIRS:
         folder = root / d
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.is_symlink():
             continue
         for entry in sorted(folder.iterdir()):
-            if entry.is_file() and len(files) < MAX_FILES:
-                files[f"{d}/{entry.name}"] = entry.read_bytes()
-    if not files:
+            rel = f"{d}/{entry.name}"
+            if entry.is_symlink():
+                unread.append((rel, "symlink"))
+            elif entry.is_dir():
+                unread.append((rel, "folder"))
+            elif entry.is_file() and len(files) < MAX_FILES:
+                files[rel] = entry.read_bytes()
+    if not files and not unread:
         raise GitError(f"{root}: no fleet.yaml, hosts/, agents/ or tasks/ here; "
                        "run fleet validate inside a clone of the fleet repository or pass --repo")
-    return files
+    return files, unread

@@ -200,3 +200,30 @@ def test_status_fits_the_terminal_and_json_keeps_whole_messages(tmp_path):
     assert len(message) > 80 and "nobody-by-this-rather-long-name" in message
     wide = fleet("status", cwd=clone, env={**env, "COLUMNS": "400"}).stdout
     assert message in wide
+
+
+def test_validate_says_what_it_skips_and_refuses_symlinks(tmp_path):
+    fleet("init", tmp_path / "fleet.git")
+    clone = tmp_path / "c"
+    git("clone", "-q", tmp_path / "fleet.git", clone)
+    (clone / "tasks" / ".draft.yaml").write_text("id: draft\n")
+    (clone / "hosts" / "old").mkdir()
+    (clone / "hosts" / "old" / "local.yaml").write_text("name: local\n")
+    (clone / "tasks" / "again.yaml").symlink_to("hello.yaml")
+    warnings = ["tasks/.draft.yaml: skipped: a hidden file", "hosts/old: skipped: a folder"]
+
+    linked = fleet("validate", cwd=clone)
+    assert linked.returncode == 1
+    assert linked.stdout.startswith("tasks/again.yaml:1: a symlink") and "git" in linked.stdout
+    assert all(w in linked.stderr for w in warnings) and "in 1 task" in linked.stderr
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "odd files", cwd=clone)
+    git("push", "-q", cwd=clone)
+    bare = fleet("validate", "--repo", tmp_path / "fleet.git")
+    assert (bare.returncode, bare.stdout) == (1, linked.stdout)
+    assert all(w in bare.stderr for w in warnings)
+
+    (clone / "tasks" / "again.yaml").unlink()
+    skipped = fleet("validate", cwd=clone)
+    assert skipped.returncode == 0 and skipped.stdout == ""
+    assert all(w in skipped.stderr for w in warnings)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pygit2
 
-from .common import (BLOB_MODES, DIRS, TOP_FILES, GitError, _blob, _blobs_of, _last_lines,
-                     _subtree)
+from .common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, GitError, _blob, _blobs_of,
+                     _last_lines, _subtree)
 from .write import StatusWriter
 
 
@@ -287,19 +287,52 @@ def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
     as repo-relative path -> bytes; {} for no revision or an unborn HEAD.
     For `fleet validate --rev`. A branch name also matches origin/<name>, so
     the controller's own clone answers to the names people use."""
+    repo, root = _tree_at(path, rev)
+    if root is None:
+        return {}
+    return {p: repo.odb.read(blob)[1] for p, blob in _fleet_blobs(repo, root).items()}
+
+
+def unread_at(path: Path | str, rev: str | None) -> list[tuple[str, str]]:
+    """(path, what it is) of the entries where fleet files go that files_at, and
+    so the controller, does not read: "symlink", "folder" or "submodule"."""
+    repo, root = _tree_at(path, rev)
+    if root is None:
+        return []
+    return _unread(root, repo)
+
+
+def _tree_at(path: Path | str, rev: str | None) -> tuple[pygit2.Repository, pygit2.Tree | None]:
     try:
         repo = pygit2.Repository(str(path))
     except pygit2.GitError:
         raise GitError(f"{path} is not a git repository") from None
     if not rev or (rev == "HEAD" and repo.head_is_unborn):
-        return {}
+        return repo, None
     for candidate in (rev, f"refs/remotes/origin/{rev}"):
         try:
-            root = repo.revparse_single(candidate).peel(pygit2.Tree)
+            return repo, repo.revparse_single(candidate).peel(pygit2.Tree)
         except (KeyError, ValueError, pygit2.GitError):
             continue
-        return {p: repo.odb.read(blob)[1] for p, blob in _fleet_blobs(repo, root).items()}
     raise GitError(f"{path} has no revision {rev!r}: give a branch, tag or commit")
+
+
+_KIND_OF_MODE = {pygit2.GIT_FILEMODE_LINK: "symlink", pygit2.GIT_FILEMODE_TREE: "folder",
+                 pygit2.GIT_FILEMODE_COMMIT: "submodule"}
+
+
+def _unread(root: pygit2.Tree, repo: pygit2.Repository) -> list[tuple[str, str]]:
+    out = [(name, _KIND_OF_MODE[root[name].filemode]) for name in TOP_FILES
+           if name in root and root[name].filemode in _KIND_OF_MODE]
+    for d in SPEC_DIRS:
+        if d not in root:
+            continue
+        if root[d].filemode != pygit2.GIT_FILEMODE_TREE:
+            out.append((d, _KIND_OF_MODE.get(root[d].filemode, "file")))
+            continue
+        out += [(f"{d}/{e.name}", _KIND_OF_MODE[e.filemode]) for e in repo[root[d].id]
+                if e.filemode in _KIND_OF_MODE]
+    return sorted(out)
 
 
 def remote_url(path: Path | str, name: str = "origin") -> str | None:
