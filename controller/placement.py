@@ -34,6 +34,10 @@ class Placement:
                 unmet.append(f"{dep} (no status yet)")
             elif st.state in TERMINAL and st.state != State.COMPLETED:
                 unmet.append(f"{dep} ({st.state}: rerun it or drop it from depends_on)")
+            elif st.state == State.REVIEW_PENDING:
+                # Finished but unmerged: only a person's merge moves it on, so say so.
+                unmet.append(f"{dep} (review_pending: it must be merged first: "
+                             f"{self._merge_of(dep, st)})")
             elif st.state != State.COMPLETED:
                 # The dependency's live state is left out on purpose: it would
                 # rewrite this status (and make a commit) at each of its steps.
@@ -76,6 +80,13 @@ class Placement:
         best = min(free, key=lambda h: (self.load[h.name] / h.max_concurrent,
                                         self.load[h.name], h.name))
         return best.name, ""
+
+    def _merge_of(self, dep: str, st: Status) -> str:
+        """How a person moves a review_pending dependency on to completed."""
+        task = self.desired.tasks.get(dep)
+        if task is None:
+            return f"merge {st.branch or f'task/{dep}'} into its base"
+        return f"merge {task.branch} into {task.base}"
 
     def take(self, host: str) -> None:
         self.load[host] += 1

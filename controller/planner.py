@@ -277,15 +277,16 @@ class _Pass:
             self._fail_attempt(st, task, "the agent exited successfully but changed nothing",
                                replace(result, outcome="no_changes"))
         else:
-            self.move(st, State.REVIEW_PENDING, f"branch {task.branch} pushed",
+            self.move(st, State.REVIEW_PENDING, f"branch {task.branch} pushed: merge {task.branch} "
+                      f"into {task.base}, or add a feedback entry to tasks/{task.id}.yaml",
                       result=result, finished_at=self.now)
 
     def _fail_attempt(self, st: Status, task: Task, why: str, result: Result | None = None) -> None:
         result = result or st.result
         if st.attempt >= task.max_attempts:
             self.move(st, State.FAILED,
-                      f"{why}; attempts used up ({st.attempt} of {task.max_attempts})",
-                      result=result, finished_at=self.now)
+                      f"{why}; attempts used up ({st.attempt} of {task.max_attempts})"
+                      + _rerun_hint(task), result=result, finished_at=self.now)
             return
         s = self.desired.settings
         delay = backoff(st.attempt, s.backoff_base, s.backoff_max)
@@ -297,7 +298,8 @@ class _Pass:
     def _retrying(self, st: Status, task: Task) -> None:
         if st.attempt >= task.max_attempts:
             self.move(st, State.FAILED, f"attempts used up ({st.attempt} of max_attempts "
-                      f"{task.max_attempts})", retry_at=None, finished_at=self.now)
+                      f"{task.max_attempts})" + _rerun_hint(task), retry_at=None,
+                      finished_at=self.now)
         elif st.retry_at is None or self.now >= st.retry_at:
             self.move(st, State.CREATED, "backoff over", retry_at=None)
 
@@ -311,7 +313,7 @@ class _Pass:
         seen = dict(feedback_seen=len(task.feedback), feedback_last=_feedback_digest(task.feedback))
         if st.review_count >= task.max_reviews:
             self.move(st, State.FAILED, f"new feedback but the review limit is reached "
-                      f"({st.review_count} of max_reviews {task.max_reviews})",
+                      f"({st.review_count} of max_reviews {task.max_reviews})" + _rerun_hint(task),
                       finished_at=self.now, **seen)
             return
         self.move(st, State.REVISING, f"feedback: {_first_line(task.feedback[-1])[:120]}",
@@ -405,6 +407,11 @@ def _last_failure(st: Status) -> str:
         if t.to == State.RETRYING:
             return t.reason
     return ""
+
+
+def _rerun_hint(task: Task) -> str:
+    """What starts a failed task again: a failed status is final until a person acts."""
+    return f"; set rerun: in tasks/{task.id}.yaml to any new value to start it again"
 
 
 def _first_line(text: str) -> str:

@@ -36,9 +36,13 @@ def validate(repo: str | None, rev: str | None) -> tuple[list[Problem], list[str
                  f"{p.partition('/')[0]}/" for p, what in unread if what != "symlink"]
     read = [p for p in files if p not in hidden]
     counts = {d: sum(1 for p in read if p.startswith(d + "/")) for d in FLEET_DIRS}
-    summary = (f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in "
-               f"{counts['tasks']} tasks, {counts['hosts']} hosts, {counts['agents']} agents")
+    summary = (f"{_count(len(problems), 'problem')} in {_count(counts['tasks'], 'task')}, "
+               f"{_count(counts['hosts'], 'host')}, {_count(counts['agents'], 'agent')}")
     return problems, sorted(warnings), summary
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _is_hidden(path: str) -> bool:

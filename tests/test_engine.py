@@ -64,7 +64,8 @@ def test_task_goes_to_review_then_completed_on_merge(tmp_path):
     assert not (w.workdir / "work" / "fix-login").exists()      # finished: the clone is gone
     assert list((w.workdir / "runs").glob("fix-login-*/output"))  # the run dirs stay
     log = git("-C", w.fleet, "log", "--format=%an|%B", "--", "status/fix-login.yaml")
-    assert "fix-login: running -> review_pending (branch task/fix-login pushed)" in log
+    assert ("fix-login: running -> review_pending (branch task/fix-login pushed: merge "
+            "task/fix-login into main, or add a feedback entry to tasks/fix-login.yaml)") in log
     assert "Fleet-Task: fix-login" in log
 
 

@@ -184,7 +184,8 @@ def test_claude_http_500_is_a_failed_attempt(tmp_path, claude_bin):
     st = w.status("broken-model")
     assert st["state"] == "failed"
     assert st["message"].startswith("agent exited 1: API Error: 500 upstream overloaded")
-    assert st["message"].endswith("attempts used up (1 of 1)")
+    assert st["message"].endswith("attempts used up (1 of 1); set rerun: in "
+                                  "tasks/broken-model.yaml to any new value to start it again")
     assert st["result"]["outcome"] == "failure"
     assert w.target_file("task/broken-model", "README.md") is None     # nothing pushed
 
@@ -198,7 +199,8 @@ def test_codex_with_no_endpoint_is_ended_by_the_task_timeout(tmp_path, codex_bin
     w.run_once()
     st = w.status("no-endpoint")
     assert st["state"] == "failed"
-    assert st["message"] == "timed out after 3s; attempts used up (1 of 1)"
+    assert st["message"] == ("timed out after 3s; attempts used up (1 of 1)"
+                             "; set rerun: in tasks/no-endpoint.yaml to any new value to start it again")
     assert st["result"]["outcome"] == "timeout"
     (run_dir,) = w.run_dirs()
     assert "Reconnecting" in (run_dir / "output").read_text()
@@ -216,7 +218,8 @@ def test_codex_that_goes_quiet_is_stopped_as_stalled(tmp_path, codex_bin):
         w.run_once()
     st = w.status("quiet")
     assert st["state"] == "failed"
-    assert st["message"] == "stalled: no output for 2s; attempts used up (1 of 1)"
+    assert st["message"] == ("stalled: no output for 2s; attempts used up (1 of 1)"
+                             "; set rerun: in tasks/quiet.yaml to any new value to start it again")
     assert st["result"]["outcome"] == "stalled"
 
 
@@ -229,7 +232,8 @@ def test_claude_stall_timeout_from_fleet_defaults(tmp_path, claude_bin):
         w.run_once()
     st = w.status("quiet")
     assert st["state"] == "failed"
-    assert st["message"] == "stalled: no output for 2s; attempts used up (1 of 1)"
+    assert st["message"] == ("stalled: no output for 2s; attempts used up (1 of 1)"
+                             "; set rerun: in tasks/quiet.yaml to any new value to start it again")
     assert st["result"]["outcome"] == "stalled"
 
 
