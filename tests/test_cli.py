@@ -136,6 +136,8 @@ def test_status_and_plan_in_a_clone_read_its_origin(tmp_path):
     planned = fleet("plan", cwd=clone, env=env)
     assert planned.returncode == 0, planned.stderr
     assert "origin remote" in fleet("status", "--help").stdout
+    git("remote", "set-url", "origin", "../fleet.git", cwd=clone)   # git reads it from the top
+    assert fleet("status", cwd=clone / "tasks", env=env).returncode == 0
     git("remote", "remove", "origin", cwd=clone)
     lost = fleet("status", cwd=clone, env=env)
     assert lost.returncode == 2 and "origin" in lost.stderr and "pass --repo" in lost.stderr
