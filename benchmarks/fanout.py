@@ -213,7 +213,7 @@ def ansible(sshd, root: Path, n_tasks: int, n_hosts: int) -> float:
 
 def fleet_world(root: Path, sshd, agent: Path, n_hosts: int, per_host: int) -> tuple[Path, Path]:
     """(fleet repo, person's clone) with one host entry per address and the bench agent."""
-    from controller.repoinit import init_repo
+    from controller.cli.init import init_repo
     fleet = init_repo(root / "fleet.git")
     target_repo(root / "target.git")
     person = root / "pat"

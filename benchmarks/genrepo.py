@@ -17,7 +17,7 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from controller import statusfile
+from controller.status import statusfile
 from controller.model import Result, State, Status, Tokens, Transition
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from controller import engine as engine_mod
-from controller import statusfile
-from controller.engine import Engine
+from controller.engine import core as engine_mod
+from controller.status import statusfile
+from controller.engine.core import Engine
 from controller.gitstore import GitStore
 from controller.model import Host, Phase, RunReport, SetStatus, State, Transition
 

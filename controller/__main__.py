@@ -1,6 +1,6 @@
 """`python -m controller` is the same as the `fleet` console script."""
 import sys
 
-from .cli import main
+from controller.cli.main import main
 
 sys.exit(main())

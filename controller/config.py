@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .durations import parse_duration
+from controller.durations import parse_duration
 
 KEYS = {"repo", "branch", "state_dir", "listen", "poll_interval", "ssh",
         "webhook_secret", "forge", "pull_agents"}

@@ -3,7 +3,7 @@
 Run by an agent profile as `python -m controller.demo_agent [--fail-first]
 [--fail-always] [--prompt-file PATH]` inside a task's workspace (a git checkout
 of the target repository on branch task/<id>). It reads the prompt built by
-controller.prompt (stdin by default), appends one line to NOTES.md (the task's
+controller.plan.prompt (stdin by default), appends one line to NOTES.md (the task's
 title, plus the newest reviewer note on a revision), commits it, and prints its
 result the way `claude -p --output-format json` does, so the demo exercises the
 real claude-json parser. No model, no network: the same prompt always gives the
@@ -24,7 +24,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from .prompt import FEEDBACK_HEADING
+from controller.plan.prompt import FEEDBACK_HEADING
 
 NOTES = "NOTES.md"
 # Fixed, so the session id depends on the prompt alone.

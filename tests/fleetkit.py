@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.repoinit import init_repo
+from controller.cli.init import init_repo
 
 PERSON_ENV = {"GIT_AUTHOR_NAME": "Pat", "GIT_AUTHOR_EMAIL": "pat@example.invalid",
               "GIT_COMMITTER_NAME": "Pat", "GIT_COMMITTER_EMAIL": "pat@example.invalid",

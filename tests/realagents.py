@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.engine import Engine
+from controller.engine.core import Engine
 from controller.gitstore import GitStore
-from controller.local import LocalExecutor
+from controller.executors.local import LocalExecutor
 from controller.model import Host
 
 from .fleetkit import World

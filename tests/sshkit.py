@@ -11,9 +11,9 @@ import asyncio
 import textwrap
 from pathlib import Path
 
-from controller.cli import _engine as cli_engine
+from controller.cli.main import _engine as cli_engine
 from controller.config import SSHConfig, load_config
-from controller.engine import Engine
+from controller.engine.core import Engine
 
 from .fleetkit import World, wait_for
 from .sshd import Sshd, proc_stats

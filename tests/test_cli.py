@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.cli import _parser
+from controller.cli.main import _parser
 
 from .fleetkit import git
 

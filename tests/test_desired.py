@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import pytest
 
-from controller.desired import DesiredBuilder, validate_files
+from controller.desired.builder import DesiredBuilder, validate_files
 from controller.model import Agent, Host, Settings, Task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_nesting_deep_enough_to_crash_libyaml_is_refused_cleanly() -> None:
     Whichever refuses first (fleet's own scan, or libyaml's depth limit since
     PyYAML 6.0.4), the user sees one fleet sentence with the file and line.
     """
-    script = ("import sys; from controller.desired import validate_files\n"
+    script = ("import sys; from controller.desired.builder import validate_files\n"
               "for raw in (b'[' * 500000, b'- ' * 400000 + b'x', b'{a: ' * 200000,\n"
               "            b'a: ' + b'[' * 25 + b']' * 25, b'a: ' + b'[' * 2000 + b']' * 2000):\n"
               "    problems = validate_files({'tasks/t1.yaml': raw})\n"
@@ -440,14 +440,14 @@ def test_example_fleet_repositories_validate_cleanly(root: Path) -> None:
 
 
 def test_bad_prompt_template_in_fleet_yaml_is_a_problem_with_its_line():
-    from controller.desired import validate_files
+    from controller.desired.builder import validate_files
     problems = validate_files({"fleet.yaml": b"poll_interval: 10s\nprompt_template: |\n  Do $goall now\n"})
     assert len(problems) == 1
     assert str(problems[0]).startswith("fleet.yaml:2: prompt_template:") and "goall" in str(problems[0])
 
 
 def test_prompt_template_in_agent_command_spelling_is_a_problem() -> None:
-    from controller.desired import validate_files
+    from controller.desired.builder import validate_files
     problems = validate_files({"fleet.yaml": b"prompt_template: \"Do {goal} now\"\n"})
     assert [str(p) for p in problems] == [
         "fleet.yaml:1: prompt_template: prompt template placeholders are spelled $name or "
@@ -455,15 +455,15 @@ def test_prompt_template_in_agent_command_spelling_is_a_problem() -> None:
 
 
 def test_env_names_the_run_would_refuse_are_refused_by_validate():
-    from controller.desired import validate_files
-    from controller.shell import RESERVED_NAMES
+    from controller.desired.builder import validate_files
+    from controller.executors.shell import RESERVED_NAMES
     for name in sorted(RESERVED_NAMES):
         problems = validate_files({"agents/x.yaml": f"name: x\ncommand: [x]\nenv:\n  {name}: v\n".encode()})
         assert [p.line for p in problems] == [4] and "the shell's own" in problems[0].message, name
 
 
 def test_a_broken_fleet_yaml_keeps_the_last_good_settings():
-    from controller.desired import DesiredBuilder
+    from controller.desired.builder import DesiredBuilder
     blobs = {"good": b"poll_interval: 3s\ndefaults:\n  timeout: 1h\n", "bad": b"poll_interval: [\n",
              "t": b"id: t\ntitle: t\nagent: a\ngoal: g\nrepo: /r\n", "a": b"name: a\ncommand: [a]\n"}
     b = DesiredBuilder()

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, config, prompt
+from controller.cli import main as cli
+from controller import config
+from controller.plan import prompt
 from controller.model import State
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +115,7 @@ def test_every_config_key_is_in_config_md():
 
 
 def test_every_prompt_placeholder_output_format_and_outcome_is_in_runs_md():
-    from controller import parsers
+    from controller.executors import parsers
     text = page("runs.md")
     agent = json.loads((ROOT / "controller" / "schemas" / "agent.schema.json").read_text())
     gaps = missing(prompt.PLACEHOLDERS, text, "`${}`")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import statusfile
+from controller.status import statusfile
 from controller import gitstore
 from controller.gitstore import GitError, GitStore, files_at
 from controller.model import Result, State, Status, Transition

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from controller import local, rundir
-from controller.executor import RunSpec
-from controller.local import LocalExecutor
+from controller.executors import local
+from controller.executors import rundir
+from controller.executors.base import RunSpec
+from controller.executors.local import LocalExecutor
 from controller.model import Host, Phase
 
 HERE = Path(__file__).resolve().parent
 REPLAY = HERE / "fake_agents" / "replay"
-WRAPPER = HERE.parent / "controller" / "runwrapper.sh"
+WRAPPER = HERE.parent / "controller" / "executors" / "runwrapper.sh"
 HOST = Host(name="box", address="local", workdir="~/fleet")
 
 FAKE_AGENT = r"""#!/bin/sh
@@ -248,7 +249,7 @@ def test_a_run_survives_its_controller(tmp_path, fake):
     repo = make_repo(tmp_path / "target.git")
     s = spec(repo, fake, env=(("FAKE_SLEEP", "1"),))
     # Start it from another process that then exits, as a controller that dies.
-    code = ("import asyncio, pickle, sys\nfrom controller.local import LocalExecutor\n"
+    code = ("import asyncio, pickle, sys\nfrom controller.executors.local import LocalExecutor\n"
             "asyncio.run(LocalExecutor().start(pickle.loads(sys.stdin.buffer.read())))\n")
     subprocess.run([sys.executable, "-c", code], input=pickle.dumps(s), check=True,
                    cwd=HERE.parent)

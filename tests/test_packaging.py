@@ -27,7 +27,7 @@ def test_wheel_builds_without_warnings_and_ships_the_data(tmp_path):
     assert "is absent from the `packages` configuration" not in log
     assert "_Warning" not in log and "BuildBackendWarning" not in log
     names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("fleet-*.whl"))).namelist())
-    assert "controller/runwrapper.sh" in names
+    assert "controller/executors/runwrapper.sh" in names
     for schema in ("task", "host", "agent", "fleet", "status"):
         assert f"controller/schemas/{schema}.schema.json" in names
     shipped = {n for n in names if n.startswith("controller/example/")}

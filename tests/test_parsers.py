@@ -1,4 +1,4 @@
-"""controller.parsers against the real CLIs' recorded output and hostile input."""
+"""controller.executors.parsers against the real CLIs' recorded output and hostile input."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.model import Tokens
-from controller.parsers import OUTCOMES, RAW_SUMMARY_LIMIT, SUMMARY_LIMIT, parse
+from controller.executors.parsers import OUTCOMES, RAW_SUMMARY_LIMIT, SUMMARY_LIMIT, parse
 
 # Real CLI outputs, copied into the repository (tests/data/README.md names the source).
 REFERENCE = Path(__file__).parent / "data" / "reference" / "agent-outputs"

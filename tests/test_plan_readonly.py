@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import _engine as cli_engine
+from controller.cli.main import _engine as cli_engine
 from controller.config import load_config
-from controller.executor import RunSpec
-from controller.local import LocalExecutor
+from controller.executors.base import RunSpec
+from controller.executors.local import LocalExecutor
 from controller.model import Host, StartRun, State, Status
-from controller.report import plan_lines
-from controller.statusbook import StatusBook
+from controller.cli.output import plan_lines
+from controller.status.book import StatusBook
 
 from .fleetkit import World, wait_for
 from .sshd import Sshd

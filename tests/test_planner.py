@@ -7,7 +7,7 @@ import pytest
 from controller.model import (Agent, DeleteStatus, Desired, Host, Observed, Phase,
                               Result, RunReport, SetStatus, Settings, StartRun, State,
                               Status, StopRun, Task)
-from controller.planner import backoff, plan
+from controller.plan.planner import backoff, plan
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 AGENTS = {"demo": Agent("demo", ("demo",), requires=frozenset({"demo"})), "codex": Agent("codex", ("codex",), requires=frozenset({"codex"}))}
@@ -360,7 +360,7 @@ def test_a_stop_on_a_down_host_is_not_taken_as_done():
 
 
 def test_an_edited_last_feedback_entry_asks_for_a_revision_too():
-    from controller.planner import _feedback_digest
+    from controller.plan.planner import _feedback_digest
     seen = status(state=State.REVIEW_PENDING, feedback_seen=1, feedback_last=_feedback_digest(("add tests",)))
     assert plan(desired(task(feedback=("add tests",))), observed(seen), NOW) == []
     edited = plan(desired(task(feedback=("add tests for the parser",))), observed(seen), NOW)
@@ -386,6 +386,6 @@ def test_a_run_lost_on_a_host_that_answers_is_stopped_even_if_the_host_is_marked
 
 
 def test_deleting_feedback_entries_asks_for_nothing():
-    from controller.planner import _feedback_digest
+    from controller.plan.planner import _feedback_digest
     seen = status(state=State.REVIEW_PENDING, feedback_seen=2, feedback_last=_feedback_digest(("a", "b")))
     assert plan(desired(task(feedback=("a",))), observed(seen), NOW) == []

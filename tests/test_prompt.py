@@ -1,4 +1,4 @@
-"""controller.prompt: snapshot tests, determinism, templates; the demo agent end to end.
+"""controller.plan.prompt: snapshot tests, determinism, templates; the demo agent end to end.
 
 Snapshots live in tests/snapshots/*.md. After an intended change to the prompt,
 regenerate them with `FLEET_UPDATE_SNAPSHOTS=1 pytest tests/test_prompt.py` and
@@ -16,8 +16,8 @@ import pytest
 
 from controller import demo_agent
 from controller.model import Result, Task
-from controller.parsers import parse
-from controller.prompt import DEFAULT_TEMPLATE, PLACEHOLDERS, build_prompt, check_template
+from controller.executors.parsers import parse
+from controller.plan.prompt import DEFAULT_TEMPLATE, PLACEHOLDERS, build_prompt, check_template
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ROOT = Path(__file__).resolve().parent.parent

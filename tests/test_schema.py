@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from controller import schema
+from controller.desired import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def test_schemas_load_from_any_directory_and_are_linked_at_the_top(tmp_path: Pat
     assert (ROOT / "schemas").is_symlink() and os.readlink(ROOT / "schemas") == "controller/schemas"
     assert sorted(p.name for p in (ROOT / "schemas").iterdir()) == sorted(
         f"{k}.schema.json" for k in schema.KINDS)
-    code = "from controller import schema; print(schema.errors('task', {'id': 'x', 'port': 1}))"
+    code = "from controller.desired import schema; print(schema.errors('task', {'id': 'x', 'port': 1}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0 and "unknown key 'port'" in out.stdout, out.stderr

@@ -1,4 +1,4 @@
-"""controller.shell against hostile input, checked by a real /bin/sh.
+"""controller.executors.shell against hostile input, checked by a real /bin/sh.
 
 Each value is quoted, handed to `sh -c`, and must come back byte for byte,
 with nothing executed along the way (a canary file must never appear).
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from controller import shell
+from controller.executors import shell
 
 CANARY = "/tmp/fleet-shell-test-pwned"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from controller.cli import main as fleet
+from controller.cli.main import main as fleet
 
 from .sshd import Sshd
 from .sshkit import SSHWorld, group_alive, run_once, run_while, state_of, until

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from controller import remote, rundir
+from controller.executors.ssh import remote
+from controller.executors import rundir
 from controller.config import ConfigError, SSHConfig, load_config
-from controller.executor import HostUnreachable, RunSpec
-from controller.local import LocalExecutor
+from controller.executors.base import HostUnreachable, RunSpec
+from controller.executors.local import LocalExecutor
 from controller.model import Host, Phase
-from controller.ssh import SSHExecutor
-from controller.sshpool import CHANNELS_PER_CONN, MAX_CONNS
+from controller.executors.ssh.executor import SSHExecutor
+from controller.executors.ssh.pool import CHANNELS_PER_CONN, MAX_CONNS
 
 from .sshd import Sshd, descendants
 from .sshkit import SSHWorld, run_once, settings, state_of

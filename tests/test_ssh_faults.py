@@ -232,7 +232,7 @@ def test_a_login_shell_that_prints_a_greeting_does_not_break_polls(tmp_path):
 
 def test_the_lost_grace_clock_survives_a_controller_restart(tmp_path):
     from datetime import datetime, timedelta, timezone
-    from controller.hosts import HostWatch
+    from controller.observe.health import HostWatch
     now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
     first = HostWatch(tmp_path, lost_grace=60, clock=lambda: now[0])
     assert first.lost("r1", "ssh-1", "no route") is None

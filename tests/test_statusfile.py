@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from controller import statusfile
+from controller.status import statusfile
 from controller.model import Result, State, Status, Tokens, Transition
 
 UTC = timezone.utc

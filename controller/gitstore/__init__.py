@@ -3,9 +3,9 @@
 store.py reads (sync, trees, blobs, diffs), write.py commits status, common.py
 holds the errors and tree helpers. Nothing outside this package imports pygit2.
 """
-from .common import DIRS, SPEC_DIRS, GitError, StatusConflict
-from .store import GitStore, files_at, remote_url, unread_at
-from .write import PACK_AT, REPACK_EVERY
+from controller.gitstore.common import DIRS, SPEC_DIRS, GitError, StatusConflict
+from controller.gitstore.store import GitStore, files_at, remote_url, unread_at
+from controller.gitstore.write import PACK_AT, REPACK_EVERY
 
 __all__ = ["DIRS", "SPEC_DIRS", "GitError", "StatusConflict", "GitStore", "files_at",
            "remote_url", "unread_at", "PACK_AT", "REPACK_EVERY"]

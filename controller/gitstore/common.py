@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pygit2
 
-from ..model import ID_RE
+from controller.model import ID_RE
 
 SPEC_DIRS = ("hosts", "agents", "tasks")
 DIRS = SPEC_DIRS + ("status",)

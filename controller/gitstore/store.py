@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pygit2
 
-from .common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, GitError, _blob, _blobs_of,
+from controller.gitstore.common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, GitError, _blob, _blobs_of,
                      _last_lines, _subtree)
-from .write import StatusWriter
+from controller.gitstore.write import StatusWriter
 
 
 class GitStore(StatusWriter):

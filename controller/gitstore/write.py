@@ -16,7 +16,7 @@ from typing import Mapping
 
 import pygit2
 
-from .common import GitError, StatusConflict, _last_lines, _status_name, _subtree
+from controller.gitstore.common import GitError, StatusConflict, _last_lines, _status_name, _subtree
 
 PACK_AT = 100         # status writes from which blobs go into one pack, not loose files
 REPACK_EVERY = 100    # status commits between background repacks of our clone

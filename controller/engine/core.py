@@ -1,0 +1,394 @@
+"""The reconcile engine: git -> desired -> plan -> actions -> executors -> git.
+
+One asyncio loop owns all mutable state here. A pass fetches the fleet repo
+(re-parsing only the files a tree diff names), observes the runs of unfinished
+tasks and the merges of reviewed ones, asks the pure planner what to do, writes
+every status change of the pass as one commit (pushed before anything starts,
+so `assigned` with its run id is on record first), and only then starts and
+stops runs. Called by the CLI (`fleet run`, `fleet plan`, `fleet demo`).
+
+A read-only engine (`fleet plan`) syncs, checks hosts and observes like any
+other but takes no step: it starts, stops and writes nothing, in the state
+dir or on a host; its clone and target caches are the caller's scratch ones.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from controller.status import statusfile
+from controller.config import SSHConfig
+from controller.desired.builder import DesiredBuilder
+from controller.executors.base import Executor
+from controller.gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
+from controller.observe.health import HostWatch, busy_hosts
+from controller.engine.dispatch import Dispatch
+from controller.executors.local import LocalExecutor
+from controller.observe.polling import Polling
+from controller.model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
+                    RunReport, SetStatus, StartRun, State, StopRun, Task)
+from controller.plan.planner import plan
+from controller.status.book import StatusBook
+from controller.observe.merges import Targets
+
+log = logging.getLogger("fleet")
+MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass
+class PassResult:
+    actions: list[Action] = field(default_factory=list)
+    commit: str | None = None
+    lines: list[str] = field(default_factory=list)   # one per transition
+    written: bool = False                            # the pass's statuses are on record
+    launched: int = 0                                # starts begun by this pass
+
+
+class Engine(Polling, Dispatch):
+    def __init__(self, store: GitStore, state_dir: Path,
+                 clock: Callable[[], datetime] = utcnow,
+                 executors: Callable[[Host], Executor | None] | None = None,
+                 ssh: SSHConfig | None = None, targets: Targets | None = None,
+                 read_only: bool = False):
+        self.store = store
+        self.state_dir = state_dir
+        self.clock = clock
+        self.read_only = read_only
+        # Target repos are fetched at most every few seconds for merge checks;
+        # run() asks for a fresh look when it starts.
+        self.targets = targets or Targets(state_dir / "targets", min_interval=5.0)
+        self.builder = DesiredBuilder()
+        self.book = StatusBook()
+        self.desired: Desired | None = None
+        self.commit: str | None = None
+        self.focus: set[str] = set()             # changed since the last pass
+        self.start_failures: dict[str, RunReport] = {}  # run id -> why its start failed
+        self.ssh_settings = ssh or SSHConfig()
+        # Health checks, hosts lost mid-run and abandoned runs (see hosts.py).
+        self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock, read_only)
+        self.hosts_down: dict[str, str] = self.watch.down
+        self.stopping: set[asyncio.Task] = set()
+        self._stopping_runs: set[str] = set()
+        self._local = LocalExecutor()
+        self._ssh = None
+        self._health_job: asyncio.Task | None = None
+        self._health_at = float("-inf")
+        self._executor_for = executors or self._default_executor
+        self._known_hosts: dict[str, Host] = {}
+        self._checked_hosts: dict[str, Host] = {}   # hosts as the last health round saw them
+        self._known_specs: dict[str, Task] = {}
+        self.write_failures = 0                  # status commits failed in a row
+        self._status_tree: str | None = None     # status/ as we last read or wrote it
+        self._polls: dict[str, asyncio.Task] = {}        # host -> its poll still running
+        self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
+        self._slow: set[str] = set()                     # hosts whose polls exceed the budget
+        self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
+        self._launched: set[str] = set()                 # every run id this process started
+        self._cleaning: dict[str, asyncio.Task] = {}     # task id -> its workspace removal
+
+    def _default_executor(self, host: Host) -> Executor | None:
+        if host.is_local:
+            return self._local
+        if self._ssh is None:
+            from controller.executors.ssh.executor import SSHExecutor    # asyncssh is loaded only by fleets with SSH hosts
+            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self.desired.hosts.get(n))
+        return self._ssh
+
+    # ---- git -> desired ----------------------------------------------------------
+    async def sync(self) -> bool:
+        """Fetch the fleet repo; True when it moved. Cold start loads every file."""
+        tip = await asyncio.to_thread(self.store.sync)
+        if tip == self.commit:
+            return False
+        cold = self.commit is None
+        # status/ is ours and already in memory: diffing it would cost a walk of
+        # its whole tree after each of our own commits.
+        changes = await asyncio.to_thread(self.store.changes, self.commit, tip, SPEC_DIRS)
+        self.desired = self.builder.apply(changes, self.store.read, tip)
+        if cold:
+            await self._load_statuses(tip)
+            self.focus |= self._cold_focus()   # not every task: most are finished
+        else:
+            self.focus |= self.builder.changed_tasks
+            if self.store.status_tree(tip) != self._status_tree:
+                await self._reread_statuses(tip)
+        self.commit = tip
+        self.targets.min_interval = self.desired.settings.poll_interval
+        return True
+
+    async def _reread_statuses(self, commit: str) -> None:
+        log.warning("status/ was changed by someone other than this controller; re-reading it "
+                    "(is a second controller writing to this repository?)")
+        await self._load_statuses(commit)
+        self.focus |= self._cold_focus()
+
+    async def _load_statuses(self, tip: str) -> None:
+        blobs = await asyncio.to_thread(self.store.status_blobs, tip)
+        await asyncio.to_thread(self.book.load, blobs, self.store.read)
+        self._status_tree = self.store.status_tree(tip)
+
+    def _cold_focus(self) -> set[str]:
+        """Tasks a first pass must look at; finished tasks with an unchanged spec need nothing."""
+        d = self.desired
+        todo = {t for t in d.tasks if t not in self.book}
+        todo |= {t for t, task in d.tasks.items() if task.rerun is not None}
+        todo |= set(d.invalid)
+        todo |= {t for t in self.book if t not in d.tasks and t not in d.invalid}
+        return todo
+
+    # ---- observe ---------------------------------------------------------------------
+    async def observe(self) -> Observed:
+        by_host: dict[str, list[str]] = {}
+        for st in self.book.in_flight():
+            if st.state in ACTIVE:
+                by_host.setdefault(st.host or "", []).append(st.run_id or "")
+            if st.stopping is not None:
+                by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
+        runs, slow = await self._poll_hosts(by_host)
+        for run_id in self._stopping_runs & set(runs):
+            # A stop still in its TERM grace: the run's slot stays taken until
+            # the stop is done, whatever its wrapper already wrote.
+            runs[run_id] = replace(runs[run_id], phase=Phase.RUNNING)
+        merged = await asyncio.to_thread(self.targets.merged, self._merge_checks())
+        down = dict(self.hosts_down)
+        for host in self.desired.hosts.values():
+            if self._executor_for(host) is None:
+                down[host.name] = f"no executor for address {host.address!r} in this version"
+            elif self._unchecked(host):
+                down.setdefault(host.name, "waiting for its first health check")
+                self._health_at = float("-inf")     # check it soon
+        for name, why in slow.items():
+            down.setdefault(name, why)    # its runs wait for a first poll
+        for name in set(self.watch.abandoned.values()):
+            # A run left behind there is killed when the host answers again; until
+            # that is done, nothing new goes there (it may share the workspace).
+            down.setdefault(name, "stopping a run abandoned there")
+        return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
+
+    def _host(self, name: str) -> Host | None:
+        """The host by name; one removed from the repo while it has runs is still known."""
+        return self.desired.hosts.get(name) or self._known_hosts.get(name)
+
+    def _remember(self) -> None:
+        """Keep the hosts and last valid specs of in-flight tasks, so a host file
+        removed or a task file broken mid-run does not lose the run; and hand the
+        planner the specs of in-flight tasks whose file is now invalid."""
+        flight = self.book.in_flight() + self.book.in_states(State.REVIEW_PENDING)
+        live = {st.run_id for st in flight} | {st.stopping[1] for st in flight if st.stopping}
+        self.start_failures = {r: f for r, f in self.start_failures.items() if r in live}
+        hosts, specs = {}, {}
+        for st in flight:
+            for name in {st.host, st.stopping[0] if st.stopping else None} - {None}:
+                if (h := self._host(name)) is not None:
+                    hosts[name] = h
+            if (t := self.desired.tasks.get(st.task) or self._known_specs.get(st.task)):
+                specs[st.task] = t
+        self._known_hosts, self._known_specs = hosts, specs
+        stale = {t: specs[t] for t in self.desired.invalid if t in specs}
+        if stale or self.desired.stale:
+            self.desired = replace(self.desired, stale=stale)
+
+    def _merge_checks(self) -> list[tuple[str, str, str, str]]:
+        checks = []
+        for st in self.book.in_states(State.REVIEW_PENDING):
+            task = self.desired.tasks.get(st.task) or self.desired.stale.get(st.task)
+            if task and st.result and st.result.commit:
+                checks.append((st.task, task.repo, task.base, st.result.commit))
+        return checks
+
+    # ---- one pass ------------------------------------------------------------------------
+    async def step(self) -> PassResult:
+        """One reconcile pass. The caller syncs first when it wants new specs."""
+        if self.read_only:
+            raise RuntimeError("a read-only engine (fleet plan) takes no actions")
+        now = self.clock()
+        self._remember()
+        observed = await self.observe()
+        focus = self.focus | self.book.unfinished
+        actions = plan(self.desired, observed, now, focus=focus)
+        result = PassResult(actions=actions)
+        if not await self._write(actions, result):
+            self.write_failures += 1
+            return result       # nothing may start before its status is on record
+        self.write_failures = 0
+        result.written = True
+        self.focus = set()
+        for action in actions:
+            if isinstance(action, StopRun):
+                self._stop(action)
+        # Starts are independent and idempotent by run id: in the background, side
+        # by side, so a fan-out costs the slowest start and a slow host holds up
+        # no pass. A start still going is not asked for twice.
+        loop = asyncio.get_running_loop()
+        for a in actions:
+            if isinstance(a, StartRun) and a.run_id not in self._starting:
+                job = self._starting[a.run_id] = loop.create_task(self._start(a))
+                job.add_done_callback(lambda _, run_id=a.run_id: self._starting.pop(run_id, None))
+                self._launched.add(a.run_id)
+                result.launched += 1
+        return result
+
+    async def _write(self, actions: list[Action], result: PassResult) -> bool:
+        writes: dict[str, bytes | None] = {}
+        for a in actions:
+            if isinstance(a, SetStatus):
+                writes[a.status.task] = statusfile.dumps(a.status)
+                result.lines += [f"{a.status.task}: {r}" for r in a.reasons]
+            elif isinstance(a, DeleteStatus):
+                writes[a.task] = None
+                result.lines.append(f"{a.task}: status removed ({a.reason})")
+        if not writes:
+            return True
+        expected = self._status_tree
+        try:
+            result.commit = await asyncio.to_thread(
+                self.store.commit_statuses, writes, self._message(result.lines))
+        except StatusConflict as e:
+            # Someone else wrote the same status files: plan again from theirs.
+            log.warning("%s", e)
+            await self._reread_statuses(self.store.tip())
+            result.lines = []
+            return False
+        except GitError as e:
+            log.error("status commit failed, will retry next pass: %s", e)
+            result.lines = []
+            return False
+        if result.commit is not None:
+            self._status_tree = self.store.status_tree(result.commit)
+            base = self.store.parent(result.commit)
+            if base and self.store.status_tree(base) != expected:
+                # Ours went onto a tip where someone else had changed other status
+                # files: take theirs in too, or sync would never notice them.
+                await self._reread_statuses(result.commit)
+        for a in actions:
+            if isinstance(a, SetStatus):
+                self.book.put(a.status)
+                self._clean_if_done(a.status)
+            elif isinstance(a, DeleteStatus):
+                if (old := self.book.get(a.task)) is not None:
+                    self._clean_if_done(replace(old, state=State.CANCELLED, stopping=None))
+                self.book.remove(a.task)
+        for line in result.lines:
+            log.info("%s", line)
+        return True
+
+    def _message(self, lines: list[str]) -> str:
+        n = len(lines)
+        head = f"fleet: {n} status change{'s' if n != 1 else ''}"
+        if n == 1:
+            head = f"fleet: {lines[0]}"[:200]
+        trailers = [f"Fleet-Spec-Commit: {self.commit}"] if self.commit else []
+        trailers += sorted({f"Fleet-Task: {line.split(':', 1)[0]}" for line in lines})
+        return "\n".join([head, "", *lines, "", *trailers]) + "\n"
+
+    # ---- actions -> executors ---------------------------------------------------------------
+    def _unchecked(self, host: Host) -> bool:
+        """An SSH host that no health check has seen as it is now gets no runs yet."""
+        return (not host.is_local and host.max_concurrent > 0
+                and self._checked_hosts.get(host.name) != host)
+
+    async def check_hosts(self) -> None:
+        """One round of host health checks, then stop abandoned runs on hosts that are back
+        (read-only: the checks only; `watch.to_stop` says what a real round would stop)."""
+        hosts = dict(self.desired.hosts)
+        try:
+            await self.watch.check(self.desired, self._executor_for, busy_hosts(self.book, self.watch))
+            self._checked_hosts = hosts
+        except Exception:       # a bug in a check must not stop the controller
+            log.exception("host health check failed")
+        if self.read_only:
+            return
+        for host, run_id in self.watch.to_stop(self.desired):
+            self._stop(StopRun("", host.name, run_id, "abandoned: its task moved on"))
+
+    def _health_due(self, loop: asyncio.AbstractEventLoop, first: bool) -> asyncio.Task | None:
+        """The next round of checks when it is due and none is running."""
+        if self._health_job is not None and not self._health_job.done():
+            return None
+        if not first and loop.time() < self._health_at:
+            return None
+        self._health_at = loop.time() + self.ssh_settings.health_interval
+        self._health_job = loop.create_task(self.check_hosts())
+        return self._health_job
+
+    # ---- loops ---------------------------------------------------------------------------
+    def busy(self) -> bool:
+        """Runs in flight, retries pending or stops unfinished: --once keeps going."""
+        waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
+        return bool(waiting or self.stopping or self._starting or self.book.in_flight())
+
+    async def run(self, once: bool, poll_interval: float | None = None,
+                  tick: float = 0.5, max_passes: int | None = None) -> None:
+        """The controller loop. --once: until nothing is in flight and nothing can start."""
+        interval = poll_interval
+        self.targets.refresh()
+        passes = 0
+        last_sync = float("-inf")
+        loop = asyncio.get_running_loop()
+        checked = False
+        while max_passes is None or passes < max_passes:
+            passes += 1
+            every = interval or self.desired.settings.poll_interval if self.desired else 0
+            if self.desired is None or loop.time() - last_sync >= (every or 0):
+                await self._sync_logged()
+                last_sync = loop.time()
+            if self.desired is None:
+                if once:
+                    raise GitError("cannot read the fleet repository")
+                await asyncio.sleep(tick)
+                continue
+            job = self._health_due(loop, first=not checked)
+            if job is not None and not checked:
+                await job       # the first round decides where the first runs may go
+            checked = True
+            try:
+                result = await self.step()
+            except Exception:
+                if once:
+                    raise
+                # A bug in one pass must not end the controller: runs go on
+                # detached, and the next pass starts from git and the hosts again.
+                log.exception("reconcile pass failed; trying again")
+                self.write_failures += 1
+                await self._after_write_failure(once, tick)
+                continue
+            if not result.written:
+                await self._after_write_failure(once, tick)
+                continue
+            started = result.launched > 0     # a start still going is not a reason to spin
+            if once and not started and not self.busy():
+                break
+            await asyncio.sleep(0 if started else tick)
+        if self.stopping or self._starting:
+            await asyncio.gather(*self.stopping, *self._starting.values(), return_exceptions=True)
+        for job in self._polls.values():
+            job.cancel()
+        if self._health_job is not None:
+            self._health_job.cancel()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the SSH connections (runs on the hosts go on)."""
+        if self._ssh is not None:
+            await self._ssh.close()
+
+    async def _after_write_failure(self, once: bool, tick: float) -> None:
+        """Back off after a failed status commit; --once gives up after a few."""
+        if once and self.write_failures >= MAX_WRITE_FAILURES:
+            raise GitError(f"status commits failed {self.write_failures} times in a row; "
+                           "see the errors above (is the fleet repository writable?)")
+        await asyncio.sleep(min(tick * 2 ** self.write_failures, 60.0))
+
+    async def _sync_logged(self) -> None:
+        try:
+            await self.sync()
+        except GitError as e:
+            log.error("%s", e)

@@ -1,0 +1,309 @@
+"""The status/<id>.yaml file format: model.Status to YAML bytes and back.
+
+The engine calls `dumps` for every status it writes in a reconcile pass and
+`loads` for every status file it reads from the fleet repository. People read
+these files in `git log -p status/<id>.yaml`, so the output is stable: fixed key
+order, one key per line, None fields left out, times as UTC ISO 8601 with `Z`
+at second precision, and only the last HISTORY_LIMIT transitions kept.
+
+The emitter is our own, written for this one known shape, because yaml.dump's
+pure-Python emitter is far too slow for thousands of files per pass. A string
+is written plain only when it is plainly safe; anything else is quoted with
+json.dumps, whose escapes are all valid YAML double-quoted escapes, so any text
+(newlines, quotes, `#`, `yes`, `010`, unicode) reads back exactly.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from json.encoder import encode_basestring as _json_quote  # json's quoting, the C one
+from typing import Any, Mapping
+
+import yaml
+
+from controller.model import Result, State, Status, Tokens, Transition
+
+HISTORY_LIMIT = 20
+
+# Plain (unquoted) only when it starts with a letter and holds nothing YAML
+# reads specially: no flow or tag indicators, no `#`, no `: ` and no trailing
+# blank or colon (the last two are checked outside the regex, which is faster).
+_PLAIN_CHARS = re.compile(r"[A-Za-z][A-Za-z0-9_.,;:/()'+=@% -]*")
+# Words that a YAML 1.1 reader (PyYAML, or others that also take y/n) turns into
+# a bool or null; quoted so they stay strings for every reader.
+_KEYWORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
+# Characters that must not reach YAML raw and that json quoting leaves alone:
+# DEL and C1 controls (not printable in YAML), line/paragraph separators (YAML
+# 1.1 folds them as line breaks), BOM and the non-characters get \u escapes;
+# lone surrogates (not encodable as UTF-8, no YAML escape) become U+FFFD.
+_ODD = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+_EMPTY_TOKENS = Tokens()
+_STATE_TEXT = {s: s.value for s in State}
+
+
+# ---- emitting --------------------------------------------------------------
+
+def dumps(status: Status) -> bytes:
+    """Serialize one status to the bytes of status/<id>.yaml."""
+    s = status
+    out = [f"task: {_scalar(s.task)}", f"state: {_state(s.state)}",
+           f"message: {_scalar(s.message)}", f"attempt: {int(s.attempt)}",
+           f"review_count: {int(s.review_count)}"]
+    _opt(out, "host", s.host)
+    _opt(out, "run_id", s.run_id)
+    _opt(out, "branch", s.branch)
+    if s.pr is not None:
+        _mapping(out, "pr", s.pr, ("number", "url"))
+    _opt(out, "spec_commit", s.spec_commit)
+    for key in ("created_at", "started_at", "finished_at", "last_activity_at", "retry_at"):
+        value = getattr(s, key)
+        if value is not None:
+            out.append(f"{key}: {_time(value)}")
+    if s.lease is not None:
+        _mapping(out, "lease", s.lease, ("agent", "expires_at"))
+    if s.result is not None:
+        _result(out, s.result)
+    if s.history:
+        out.append("history:")
+        for t in s.history[-HISTORY_LIMIT:]:
+            came = "" if t.from_ is None else f"\n    from: {_state(t.from_)}"
+            out.append(f"  - at: {_time(t.at)}{came}\n    to: {_state(t.to)}"
+                       f"\n    reason: {_scalar(t.reason)}")
+    out.append(f"runs: {int(s.runs)}")
+    out.append(f"feedback_seen: {int(s.feedback_seen)}")
+    _opt(out, "feedback_last", s.feedback_last)
+    _opt(out, "rerun_seen", s.rerun_seen)
+    if s.stopping is not None:
+        out.append(f"stopping:\n  host: {_scalar(s.stopping[0])}\n  run_id: {_scalar(s.stopping[1])}")
+    out.append("")
+    return "\n".join(out).encode("utf-8")
+
+
+def _state(state: State) -> str:
+    # States are plain words; the dict lookup is much cheaper than Enum.__str__.
+    return _STATE_TEXT.get(state) or _scalar(str(state))
+
+
+def _opt(out: list[str], key: str, value: str | None) -> None:
+    if value is not None:
+        out.append(f"{key}: {_scalar(value)}")
+
+
+def _result(out: list[str], r: Result) -> None:
+    out.append("result:")
+    out.append(f"  outcome: {_scalar(r.outcome)}")
+    if r.exit_code is not None:
+        out.append(f"  exit_code: {int(r.exit_code)}")
+    out.append(f"  summary: {_scalar(r.summary)}")
+    if r.session_id is not None:
+        out.append(f"  session_id: {_scalar(r.session_id)}")
+    if r.cost_usd is not None:
+        out.append(f"  cost_usd: {_float(float(r.cost_usd))}")
+    t = r.tokens or _EMPTY_TOKENS
+    out.append("  tokens:")
+    out.append(f"    input: {int(t.input)}")
+    out.append(f"    output: {int(t.output)}")
+    out.append(f"    cached: {int(t.cached)}")
+    if r.commit is not None:
+        out.append(f"  commit: {_scalar(r.commit)}")
+
+
+def _mapping(out: list[str], key: str, m: Mapping[str, object], order: tuple[str, ...]) -> None:
+    """A small mapping of scalars (pr, lease): known keys first, then the rest sorted."""
+    keys = [k for k in order if k in m] + sorted((k for k in m if k not in order), key=str)
+    lines = [f"  {_scalar(str(k))}: {_any(m[k], f'{key}.{k}')}" for k in keys if m[k] is not None]
+    out.append(f"{key}:" if lines else f"{key}: {{}}")
+    out.extend(lines)
+
+
+def _any(value: object, what: str) -> str:
+    if isinstance(value, str):
+        return _scalar(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, datetime):
+        return _time(value)
+    raise TypeError(f"status field {what}: cannot write a {type(value).__name__}; "
+                    "only str, int, float, bool and datetime values are supported")
+
+
+def _scalar(text: str) -> str:
+    if (_PLAIN_CHARS.fullmatch(text) and ": " not in text and text[-1] not in " :"
+            and text.lower() not in _KEYWORDS):
+        return text
+    quoted = _json_quote(text)
+    # json quoting leaves these characters raw, so they can be fixed afterwards.
+    return _ODD.sub(_escape_odd, quoted) if _ODD.search(quoted) else quoted
+
+
+def _escape_odd(m: re.Match) -> str:
+    c = ord(m.group())
+    return "\ufffd" if 0xD800 <= c <= 0xDFFF else f"\\u{c:04x}"
+
+
+def _float(x: float) -> str:
+    if math.isnan(x):
+        return ".nan"
+    if math.isinf(x):
+        return ".inf" if x > 0 else "-.inf"
+    text = repr(x)
+    # YAML 1.1 reads `1e-05` as a string: a float needs a dot before the exponent.
+    if "." not in text:
+        text = text.replace("e", ".0e") if "e" in text else text + ".0"
+    return text
+
+
+def _time(dt: datetime) -> str:
+    # A naive datetime is taken to be UTC already: the controller's clock is UTC.
+    if dt.tzinfo is not None and dt.tzinfo is not timezone.utc and dt.utcoffset():
+        dt = dt.astimezone(timezone.utc)
+    return dt.isoformat()[:19] + "Z"
+
+
+# ---- loading ---------------------------------------------------------------
+
+def loads(data: bytes | str, where: str = "status file") -> Status:
+    """Parse status file bytes. Raises ValueError naming `where` and the problem."""
+    try:
+        doc = yaml.load(data, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where}: expected a mapping of status fields, "
+                         f"got {type(doc).__name__}")
+    r = _Reader(doc, where)
+    return Status(
+        task=r.text("task", required=True),
+        state=r.state("state", required=True),
+        message=r.text("message") or "",
+        attempt=r.integer("attempt"),
+        review_count=r.integer("review_count"),
+        host=r.text("host"),
+        run_id=r.text("run_id"),
+        branch=r.text("branch"),
+        pr=r.mapping("pr"),
+        spec_commit=r.text("spec_commit"),
+        created_at=r.time("created_at"),
+        started_at=r.time("started_at"),
+        finished_at=r.time("finished_at"),
+        last_activity_at=r.time("last_activity_at"),
+        retry_at=r.time("retry_at"),
+        lease=r.mapping("lease"),
+        result=_load_result(doc.get("result"), where),
+        history=_load_history(doc.get("history"), where),
+        runs=r.integer("runs"),
+        feedback_seen=r.integer("feedback_seen"),
+        feedback_last=r.text("feedback_last"),
+        rerun_seen=r.text("rerun_seen"),
+        stopping=_load_stopping(r.mapping("stopping"), where),
+    )
+
+
+def _load_stopping(doc: dict | None, where: str) -> tuple[str, str] | None:
+    if doc is None:
+        return None
+    host, run_id = doc.get("host"), doc.get("run_id")
+    if not isinstance(host, str) or not isinstance(run_id, str):
+        raise ValueError(f"{where}: stopping: needs host and run_id strings, got {doc!r}")
+    return host, run_id
+
+
+def _load_result(doc: Any, where: str) -> Result | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{where}: result")
+    tokens = _Reader(doc.get("tokens") or {}, f"{where}: result.tokens")
+    cost = doc.get("cost_usd")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        raise ValueError(f"{where}: result.cost_usd must be a number, got {cost!r}")
+    return Result(
+        outcome=r.text("outcome", required=True),
+        exit_code=r.integer("exit_code", None),
+        summary=r.text("summary") or "",
+        session_id=r.text("session_id"),
+        cost_usd=None if cost is None else float(cost),
+        tokens=Tokens(tokens.integer("input"), tokens.integer("output"), tokens.integer("cached")),
+        commit=r.text("commit"),
+    )
+
+
+def _load_history(doc: Any, where: str) -> tuple[Transition, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise ValueError(f"{where}: history must be a list, got {type(doc).__name__}")
+    out = []
+    for i, item in enumerate(doc):
+        r = _Reader(item, f"{where}: history[{i}]")
+        out.append(Transition(at=r.time("at", required=True), from_=r.state("from"),
+                              to=r.state("to", required=True), reason=r.text("reason") or ""))
+    return tuple(out)
+
+
+class _Reader:
+    """Typed field access on one parsed mapping, with errors that name the field."""
+
+    def __init__(self, doc: Any, where: str):
+        if not isinstance(doc, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(doc).__name__}")
+        self.doc, self.where = doc, where
+
+    def _get(self, key: str, required: bool) -> Any:
+        value = self.doc.get(key)
+        if value is None and required:
+            raise ValueError(f"{self.where}: required field {key!r} is missing")
+        return value
+
+    def _bad(self, key: str, want: str, value: Any) -> ValueError:
+        return ValueError(f"{self.where}: field {key!r} must be {want}, got {value!r}")
+
+    def text(self, key: str, required: bool = False) -> str | None:
+        value = self._get(key, required)
+        if value is not None and not isinstance(value, str):
+            raise self._bad(key, "a string", value)
+        return value
+
+    def integer(self, key: str, default: int | None = 0) -> int | None:
+        value = self.doc.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, "an integer", value)
+        return value
+
+    def state(self, key: str, required: bool = False) -> State | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        try:
+            return State(value)
+        except ValueError:
+            known = ", ".join(s.value for s in State)
+            raise self._bad(key, f"one of {known}", value) from None
+
+    def time(self, key: str, required: bool = False) -> datetime | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise self._bad(key, "an ISO 8601 time", value) from None
+        if not isinstance(value, datetime):
+            raise self._bad(key, "an ISO 8601 time", value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc) if value.utcoffset() else value
+
+    def mapping(self, key: str) -> dict[str, object] | None:
+        value = self.doc.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise self._bad(key, "a mapping", value)
+        return value
