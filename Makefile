@@ -20,7 +20,10 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# setuptools prints a note on every editable install ("Editable installation.
+	@# Please be careful with folders..."); it is information, not a problem, and
+	@# only that one note is filtered: any real warning still shows.
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	touch $@
 
