@@ -6,7 +6,7 @@
 # Started by an executor (local subprocess, or over SSH on any POSIX host) as
 # the leader of its own process group, so that stopping the run means signalling
 # one group. Plain POSIX sh, no bashisms: it must run under dash and busybox.
-# Everything it needs was written into RUN_DIR by controller/rundir.py:
+# Everything it needs was written into RUN_DIR by controller/executors/rundir.py:
 #   run.env        quoted FLEET_* assignments plus the host/agent env, sourced
 #   agent.sh       one `exec` line: the agent argv, every word quoted
 #   validation.sh  `fleet_check 'command'` lines, one per validation command
