@@ -58,7 +58,7 @@ class Pool:
         self.failure: tuple[float, str] | None = None
         self.home: str | None = None
         self.made: set[str] = set()      # directories known to exist on the host
-        self._waiters: list[asyncio.Future] = []
+        self._waiters: list[asyncio.Future[None]] = []
 
     async def acquire(self, timeout: float, fresh: bool = False) -> Link:
         loop = asyncio.get_running_loop()
@@ -71,9 +71,9 @@ class Pool:
             if link is not None:
                 link.channels += 1
                 return link
-            recent = self.failure and loop.time() - self.failure[0] < FAIL_MEMORY
-            if recent and not fresh:
-                raise HostUnreachable(self.failure[1])
+            failure = self.failure
+            if failure and loop.time() - failure[0] < FAIL_MEMORY and not fresh:
+                raise HostUnreachable(failure[1])
             if self.opening == 0 and sum(not ln.retired for ln in self.links) < MAX_CONNS:
                 break
             if loop.time() >= deadline:

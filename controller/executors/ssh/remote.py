@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import secrets
-from typing import Iterable
+from typing import Iterable, TypeVar
 
 from controller.executors import shell
 from controller.executors.rundir import OUTPUT_TAIL, STDERR_TAIL, Snapshot
@@ -150,7 +150,10 @@ def _snapshot(f: dict[str, bytes], mtimes: list[int], skew: float
     return snap, f.get("alive", b"").strip() == b"1"
 
 
-def _int(data: bytes, default):
+_D = TypeVar("_D", int, None)
+
+
+def _int(data: bytes, default: _D) -> int | _D:
     text = data.strip()
     return int(text) if text.isdigit() else default
 
