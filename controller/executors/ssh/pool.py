@@ -1,11 +1,12 @@
 """Connections to one SSH host entry, shared by all its runs: the SSH executor's pool.
 
-Used by `ssh.SSHExecutor` only. A pool reuses one connection for everything a
+Owned by `connect.Connections`; the rest of `ssh/` sees its `Link`s and a
+pool's `home` and `made` caches. A pool reuses one connection for everything a
 host does and opens another only when every open one carries
 CHANNELS_PER_CONN sessions, one connection attempt at a time, so many
 callers at once neither exceed the server's MaxSessions nor stampede a host
 that is coming up. The connections themselves come from an `opener` (asyncssh
-stays in ssh.py); a failed attempt answers, for FAIL_MEMORY seconds, every
+calls stay in `connect`); a failed attempt answers, for FAIL_MEMORY seconds, every
 caller that was waiting on it, so a dead host costs one timeout, not one each.
 No locks: between two awaits nothing else runs on the loop.
 """
