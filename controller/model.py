@@ -16,7 +16,7 @@ from typing import Mapping
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     CREATED = "created"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -28,12 +28,43 @@ class State(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 ACTIVE = frozenset({State.ASSIGNED, State.RUNNING})
+
+# The enums below are StrEnums: a member equals the word written in YAML
+# ("stdin" == PromptMode.STDIN), so code and tests that still hold a plain
+# string keep working, and a member prints and serializes as that word.
+
+
+class PromptMode(enum.StrEnum):
+    """How an agent receives its prompt (agents/<name>.yaml `prompt`)."""
+    STDIN = "stdin"
+    FILE = "file"                  # written to a file named by {prompt_file}
+
+
+class OutputFormat(enum.StrEnum):
+    """How an agent's stdout is read (agents/<name>.yaml `output`)."""
+    CODEX_JSONL = "codex-jsonl"
+    CLAUDE_JSON = "claude-json"
+    RAW = "raw"
+
+
+class TaskMode(enum.StrEnum):
+    """Who starts a task's runs (tasks/<id>.yaml `mode`)."""
+    SSH = "ssh"                    # the controller, locally or over SSH
+    PULL = "pull"                  # an external agent dequeues it over HTTP
+
+
+class Outcome(enum.StrEnum):
+    """What one attempt came to (status `result.outcome`)."""
+    SUCCESS = "success"            # the agent finished its turn, exit code 0 or unknown
+    FAILURE = "failure"            # the agent or a wrapper step reported an error
+    INTERRUPTED = "interrupted"    # cut short without a final result (signal, cancel)
+    DENIED = "denied"              # finished, but tool calls were refused
+    TIMEOUT = "timeout"            # the planner stopped it at the task's timeout
+    STALLED = "stalled"            # the planner stopped it: no output for stall_timeout
+    NO_CHANGES = "no_changes"      # succeeded but pushed nothing to review
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +88,8 @@ class Host:
 class Agent:
     name: str
     command: tuple[str, ...]
-    prompt: str = "stdin"          # "stdin" or "file"
-    output: str = "raw"            # "codex-jsonl", "claude-json" or "raw"
+    prompt: PromptMode = PromptMode.STDIN
+    output: OutputFormat = OutputFormat.RAW
     requires: frozenset[str] = frozenset()
     version: tuple[str, ...] | None = None
     env: tuple[tuple[str, str], ...] = ()
@@ -74,7 +105,7 @@ class Task:
     constraints: tuple[str, ...] = ()
     validation: tuple[str, ...] = ()
     base: str = "main"
-    mode: str = "ssh"              # "ssh" (controller starts it) or "pull"
+    mode: TaskMode = TaskMode.SSH
     requires: frozenset[str] = frozenset()
     priority: int = 0
     depends_on: tuple[str, ...] = ()
@@ -142,7 +173,7 @@ class Tokens:
 @dataclass(frozen=True, slots=True)
 class Result:
     """What a finished attempt produced, parsed from the agent's output."""
-    outcome: str                   # "success", "failure", "interrupted", "timeout", "stalled", ...
+    outcome: Outcome
     exit_code: int | None = None
     summary: str = ""
     session_id: str | None = None
@@ -189,7 +220,7 @@ class Status:
     stopping: tuple[str, str] | None = None
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     STARTING = "starting"          # start asked for, wrapper not yet confirmed
     RUNNING = "running"
     EXITED = "exited"              # the wrapper finished and wrote its result

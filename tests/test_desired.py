@@ -14,7 +14,7 @@ from types import MappingProxyType
 import pytest
 
 from controller.desired.builder import DesiredBuilder, validate_files
-from controller.model import Agent, Host, Settings, Task
+from controller.model import Agent, Host, OutputFormat, PromptMode, Settings, Task, TaskMode
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "name: codex\ncommand: [codex, exec, '-']\nrequires: [codex]\n"
@@ -298,6 +298,9 @@ def test_files_become_model_objects() -> None:
                       feedback=("more tests",), rerun="2025-01-31", suspend=True)
     assert d.tasks["t2"].rerun == "3" and d.tasks["t2"].timeout is None
     assert d.tasks["t2"].stall_timeout == 600.0 and d.commit == "c"
+    # Enum members, not merely equal strings: code may rely on `is` and on .value.
+    assert d.agents["codex"].output is OutputFormat.CODEX_JSONL
+    assert d.agents["codex"].prompt is PromptMode.STDIN and t1.mode is TaskMode.SSH
     assert isinstance(d.tasks, MappingProxyType) and isinstance(d.invalid, MappingProxyType)
 
 
@@ -326,6 +329,7 @@ def test_fleet_yaml_settings_and_defaults_for_tasks_that_do_not_set_them() -> No
     assert (t1.base, t1.timeout, t1.max_attempts, t1.priority, t1.mode, t1.requires) == (
         "develop", 7200.0, 5, 7, "pull", frozenset({"linux"}))
     assert (t2.base, t2.timeout, t2.priority, t2.requires) == ("develop", 300.0, 1, frozenset())
+    assert t1.mode is TaskMode.PULL    # a default from fleet.yaml is converted too
 
 
 @pytest.mark.parametrize("fleet,expected", [

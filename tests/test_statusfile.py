@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from controller.status import statusfile
-from controller.model import Result, State, Status, Tokens, Transition
+from controller.model import Outcome, Result, State, Status, Tokens, Transition
 
 UTC = timezone.utc
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -215,6 +215,23 @@ def test_unwritable_values_in_small_mappings_are_refused():
         statusfile.dumps(Status(task="t", state=State.RUNNING, pr={"labels": ["a"]}))
 
 
+def test_enums_load_from_the_plain_words_of_older_files():
+    status = statusfile.loads(GOLDEN.encode())
+    assert status.result.outcome is Outcome.SUCCESS and status.state is State.REVIEW_PENDING
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_every_outcome_round_trips_as_its_word(outcome):
+    data = statusfile.dumps(Status(task="t", state=State.FAILED, result=Result(outcome)))
+    assert f"  outcome: {outcome.value}\n".encode() in data
+    assert statusfile.loads(data).result.outcome is outcome
+
+
+def test_an_unknown_outcome_names_the_known_ones():
+    with pytest.raises(ValueError, match="'outcome'.*one of success, .*no_changes, got 'done'"):
+        statusfile.loads(b"task: t\nstate: running\nresult:\n  outcome: done\n", "status/t.yaml")
+
+
 def test_a_thousand_statuses_serialize_fast():
     statuses = [full_status(f"summary number {i}\nwith: two lines") for i in range(1000)]
     best = math.inf
@@ -236,7 +253,7 @@ def test_round_trips_with_hypothesis():
         return st.one_of(st.none(), strategy)
 
     result = st.builds(
-        Result, outcome=text, exit_code=opt(st.integers(-255, 255)), summary=text,
+        Result, outcome=st.sampled_from(list(Outcome)), exit_code=opt(st.integers(-255, 255)), summary=text,
         session_id=opt(text), cost_usd=opt(st.floats(allow_nan=False)), commit=opt(text),
         tokens=st.builds(Tokens, st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**9)))
     history = st.lists(st.builds(Transition, at=times, from_=opt(states), to=states, reason=text),

@@ -23,7 +23,8 @@ from controller.desired import yamlfile
 from controller.desired.depgraph import DependsOn
 from controller.durations import parse_duration as _parse_duration
 from controller.plan.prompt import check_template
-from controller.model import ID_RE, Agent, Desired, Host, Problem, Settings, Task
+from controller.model import (ID_RE, Agent, Desired, Host, OutputFormat, Problem, PromptMode,
+                              Settings, Task, TaskMode)
 
 # The same few durations ("45m") recur across thousands of task files.
 parse_duration = functools.lru_cache(maxsize=4096, typed=True)(_parse_duration)
@@ -35,11 +36,12 @@ _CITED = {"task": ("id", "agent", "depends_on"), "host": ("name", "jump"),
 _CONVERT: dict[str, dict[str, Callable]] = {
     "task": {"constraints": tuple, "validation": tuple, "depends_on": tuple, "feedback": tuple,
              "requires": frozenset, "timeout": parse_duration, "stall_timeout": parse_duration,
-             "priority": int, "max_attempts": int, "max_reviews": int,
+             "priority": int, "max_attempts": int, "max_reviews": int, "mode": TaskMode,
              "rerun": lambda v: None if v is None else str(v)},
     "host": {"capabilities": frozenset, "env": lambda v: tuple(sorted(v.items())),
              "port": int, "max_concurrent": int},
     "agent": {"command": tuple, "version": tuple, "requires": frozenset,
+              "prompt": PromptMode, "output": OutputFormat,
               "env": lambda v: tuple(sorted(v.items()))},
 }
 _MAKE = {"host": Host, "agent": Agent}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.model import Host, RunReport
+from controller.model import Host, OutputFormat, PromptMode, RunReport
 
 
 class HostUnreachable(Exception):
@@ -24,8 +24,8 @@ class RunSpec:
     host: Host
     command: tuple[str, ...]       # the agent's argv, placeholders not yet substituted
     prompt: str
-    prompt_mode: str               # "stdin" or "file"
-    output_format: str             # "codex-jsonl", "claude-json" or "raw"
+    prompt_mode: PromptMode
+    output_format: OutputFormat
     repo: str                      # target repository clone URL or path
     base: str
     branch: str                    # task/<id>

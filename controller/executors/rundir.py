@@ -27,7 +27,7 @@ from typing import Mapping
 from controller.executors import parsers
 from controller.executors import shell
 from controller.executors.base import RunSpec
-from controller.model import ID_RE, Phase, Result, RunReport
+from controller.model import ID_RE, Outcome, OutputFormat, Phase, PromptMode, Result, RunReport
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 OUTPUT_TAIL = 4 * 1024 * 1024     # the parsers need the end of the output, not all of it
@@ -115,7 +115,7 @@ def _run_env(spec: RunSpec, where: RunPaths) -> str:
         "FLEET_PROMPT_MODE": spec.prompt_mode,
         "FLEET_PROMPT_FILE": where.prompt_file,
     }
-    if spec.prompt_mode not in ("stdin", "file"):
+    if spec.prompt_mode not in tuple(PromptMode):
         raise ValueError(f"invalid prompt mode {spec.prompt_mode!r}")
     user = {k: v for k, v in user.items() if k not in fleet}
     return ("# Written by fleet, sourced by runwrapper.sh: every value is quoted.\n"
@@ -135,7 +135,7 @@ class Snapshot:
     result: bytes | None = None        # the `result` file; None while running
     output_tail: bytes = b""           # at most the last OUTPUT_TAIL bytes of `output`
     stderr_tail: bytes = b""
-    fmt: str = "raw"
+    fmt: str = "raw"                   # str: a run dir may name a format we do not know
     pid: int | None = None
     locked: bool = False               # a wrapper claimed the run
     last_output_at: float | None = None  # newest mtime of output/stderr/wrapper.log
@@ -217,7 +217,7 @@ def exited(run_id: str, snap: Snapshot, at: datetime | None = None) -> RunReport
     try:
         result = parsers.parse(snap.fmt, snap.output_tail, agent_exit)
     except ValueError:          # a format this controller does not know: still report
-        result = parsers.parse("raw", snap.output_tail, agent_exit)
+        result = parsers.parse(OutputFormat.RAW, snap.output_tail, agent_exit)
     pushed = kv.get("pushed") == "1"
     if pushed and kv.get("head"):
         result = replace(result, commit=kv["head"])
@@ -233,7 +233,7 @@ def _step_failure(kv: dict[str, str], result: Result, snap: Snapshot) -> tuple[R
         return result, ""
     if step == "agent":
         # A structured format's summary says why; a raw CLI says it on stderr.
-        if snap.fmt == "raw":
+        if snap.fmt == OutputFormat.RAW:
             detail = _last_line(snap.stderr_tail) or _last_line(snap.output_tail)
         else:
             # A CLI that fails before its first event says why only on stderr
@@ -245,15 +245,15 @@ def _step_failure(kv: dict[str, str], result: Result, snap: Snapshot) -> tuple[R
         why = f"agent exited {kv.get('agent_exit', '?')}"
         return result, f"{why}: {detail}" if detail else why
     if step == "cancelled":
-        return replace(result, outcome="interrupted"), f"cancelled: {err}"
+        return replace(result, outcome=Outcome.INTERRUPTED), f"cancelled: {err}"
     if step == "validation":
         cmd = kv.get("validation_failed", "")
         why = f"validation `{cmd}` failed (exit {kv.get('validation_exit', '?')})"
         last = kv.get("validation_output", "")
-        return replace(result, outcome="failure"), f"{why}: {last}" if last else why
+        return replace(result, outcome=Outcome.FAILURE), f"{why}: {last}" if last else why
     if step in _WORKSPACE_STEPS:
-        return replace(result, outcome="failure"), f"workspace {step} failed: {err}"
-    return replace(result, outcome="failure"), f"{step} failed: {err}"
+        return replace(result, outcome=Outcome.FAILURE), f"workspace {step} failed: {err}"
+    return replace(result, outcome=Outcome.FAILURE), f"{step} failed: {err}"
 
 
 def _int(value: str | None) -> int | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable
 
-from controller.model import ACTIVE, TERMINAL, Desired, Host, Observed, State, Status, Task
+from controller.model import (ACTIVE, TERMINAL, Desired, Host, Observed, State, Status, Task,
+                              TaskMode)
 
 
 class Placement:
@@ -44,7 +45,7 @@ class Placement:
                 unmet.append(dep)
         if unmet:
             return "waiting for depends_on: " + ", ".join(unmet)
-        if task.mode == "pull":
+        if task.mode == TaskMode.PULL:
             return None
         agent = self.desired.agents.get(task.agent)
         if agent is None:
@@ -66,7 +67,7 @@ class Placement:
 
     def choose(self, task: Task) -> tuple[str | None, str]:
         """(host, "") or (None, why it waits). Call only when blocker() is None."""
-        if task.mode == "pull":
+        if task.mode == TaskMode.PULL:
             return None, "waiting for a pull agent to dequeue it"
         agent = self.desired.agents[task.agent]
         need = agent.requires | task.requires

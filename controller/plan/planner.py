@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from controller.model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Observed,
-                    Phase, Result, SetStatus, StartRun, State, Status, StopRun,
+                    Outcome, Phase, Result, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
 from controller.plan.placement import Placement
 
@@ -259,23 +259,23 @@ class _Pass:
         if task.timeout is not None and self.now - started >= timedelta(seconds=task.timeout):
             self.stop(st, "timeout")
             self._fail_attempt(st, task, f"timed out after {_human(task.timeout)}",
-                               Result(outcome="timeout"))
+                               Result(outcome=Outcome.TIMEOUT))
             return
         last = max(last_output or started, started)
         if self.now - last >= timedelta(seconds=task.stall_timeout):
             self.stop(st, "stalled")
             self._fail_attempt(st, task, f"stalled: no output for {_human(task.stall_timeout)}",
-                               Result(outcome="stalled"))
+                               Result(outcome=Outcome.STALLED))
 
     def _exited(self, st: Status, task: Task, result: Result | None, changes: bool,
                 error: str) -> None:
-        result = _accumulate(st.result, result or Result(outcome="failure", summary=error))
-        if result.outcome != "success":
+        result = _accumulate(st.result, result or Result(outcome=Outcome.FAILURE, summary=error))
+        if result.outcome != Outcome.SUCCESS:
             why = error or _first_line(result.summary)
             self._fail_attempt(st, task, why or f"agent failed (exit code {result.exit_code})", result)
         elif not changes and st.review_count == 0:
             self._fail_attempt(st, task, "the agent exited successfully but changed nothing",
-                               replace(result, outcome="no_changes"))
+                               replace(result, outcome=Outcome.NO_CHANGES))
         else:
             self.move(st, State.REVIEW_PENDING, f"branch {task.branch} pushed: merge {task.branch} "
                       f"into {task.base}, or add a feedback entry to tasks/{task.id}.yaml",

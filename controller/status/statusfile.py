@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from controller.model import Result, State, Status, Tokens, Transition
+from controller.model import Outcome, Result, State, Status, Tokens, Transition
 
 HISTORY_LIMIT = 20
 
@@ -223,7 +223,7 @@ def _load_result(doc: Any, where: str) -> Result | None:
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
         raise ValueError(f"{where}: result.cost_usd must be a number, got {cost!r}")
     return Result(
-        outcome=r.text("outcome", required=True),
+        outcome=r.outcome("outcome"),
         exit_code=r.integer("exit_code", None),
         summary=r.text("summary") or "",
         session_id=r.text("session_id"),
@@ -285,6 +285,14 @@ class _Reader:
             return State(value)
         except ValueError:
             known = ", ".join(s.value for s in State)
+            raise self._bad(key, f"one of {known}", value) from None
+
+    def outcome(self, key: str) -> Outcome:
+        value = self._get(key, True)
+        try:
+            return Outcome(value)
+        except ValueError:
+            known = ", ".join(o.value for o in Outcome)
             raise self._bad(key, f"one of {known}", value) from None
 
     def time(self, key: str, required: bool = False) -> datetime | None:

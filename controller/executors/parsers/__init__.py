@@ -32,7 +32,7 @@ from typing import Callable
 from controller.executors.parsers import claude, codex, raw
 from controller.executors.parsers.common import OUTCOMES, SUMMARY_LIMIT, clip
 from controller.executors.parsers.raw import RAW_SUMMARY_LIMIT
-from controller.model import Result
+from controller.model import Outcome, Result
 
 __all__ = ["OUTCOMES", "RAW_SUMMARY_LIMIT", "SUMMARY_LIMIT", "parse"]
 
@@ -53,5 +53,5 @@ def parse(fmt: str, data: bytes, exit_code: int | None) -> Result:
     try:
         return parser(text, exit_code)
     except Exception as e:   # an agent's output is untrusted input: never a crash
-        return Result(outcome="failure", exit_code=exit_code,
+        return Result(outcome=Outcome.FAILURE, exit_code=exit_code,
                       summary=clip(f"could not read the agent's {fmt} output ({type(e).__name__}: {e})"))

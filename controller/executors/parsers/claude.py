@@ -18,7 +18,7 @@ from typing import Any
 
 from controller.executors.parsers.common import (
     as_count, as_dict, as_float, as_list, as_str, clip, honour_exit, json_lines, unfinished)
-from controller.model import Result, Tokens
+from controller.model import Outcome, Result, Tokens
 
 
 def _events(text: str) -> list[dict[str, Any]]:
@@ -84,17 +84,17 @@ def _denials(result: dict[str, Any]) -> list[str]:
     return named
 
 
-def _outcome(result: dict[str, Any], exit_code: int | None) -> tuple[str, str]:
+def _outcome(result: dict[str, Any], exit_code: int | None) -> tuple[Outcome, str]:
     text = as_str(result.get("result"))
     subtype = as_str(result.get("subtype")) or "unknown"
     errors = [e for e in as_list(result.get("errors")) if isinstance(e, str)]
     if result.get("is_error") is True or subtype != "success":
         detail = text or "; ".join(errors) or "no message"
-        return "failure", f"{subtype}: {detail}" if subtype != "success" else detail
+        return Outcome.FAILURE, f"{subtype}: {detail}" if subtype != "success" else detail
     denied = _denials(result)
     if denied:
-        return "denied", f"permission denied for {', '.join(denied)}; result: {text or '(none)'}"
-    return honour_exit("success", text, exit_code)
+        return Outcome.DENIED, f"permission denied for {', '.join(denied)}; result: {text or '(none)'}"
+    return honour_exit(Outcome.SUCCESS, text, exit_code)
 
 
 def _last_assistant_text(events: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from controller.executors.parsers.common import (
     as_count, as_dict, as_str, clip, honour_exit, json_lines, unfinished)
-from controller.model import Result, Tokens
+from controller.model import Outcome, Result, Tokens
 
 
 def _error_text(message: str) -> str:
@@ -60,9 +60,9 @@ def parse(text: str, exit_code: int | None) -> Result:
     tokens = Tokens(as_count(usage.get("input_tokens")), as_count(usage.get("output_tokens")),
                     as_count(usage.get("cached_input_tokens")))
     if terminal == "completed":
-        outcome, summary = honour_exit("success", message, exit_code)
+        outcome, summary = honour_exit(Outcome.SUCCESS, message, exit_code)
     elif terminal == "failed":
-        outcome, summary = "failure", f"turn failed: {failure or last_error or 'no error message'}"
+        outcome, summary = Outcome.FAILURE, f"turn failed: {failure or last_error or 'no error message'}"
     else:
         detail = f"last error: {last_error}" if last_error else message
         outcome, summary = unfinished(exit_code, "turn.completed or turn.failed", detail)

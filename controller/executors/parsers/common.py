@@ -11,10 +11,10 @@ import json
 import re
 from typing import Any, Iterator
 
-from controller.model import Result
+from controller.model import Outcome, Result
 
 SUMMARY_LIMIT = 4000
-OUTCOMES = ("success", "failure", "interrupted", "denied")
+OUTCOMES = (Outcome.SUCCESS, Outcome.FAILURE, Outcome.INTERRUPTED, Outcome.DENIED)
 
 # ANSI escapes and C0 controls would end up in status YAML and in people's terminals.
 _CONTROL_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]")
@@ -82,19 +82,19 @@ def killed(exit_code: int | None) -> bool:
     return exit_code is not None and (exit_code < 0 or 128 < exit_code <= 192)
 
 
-def unfinished(exit_code: int | None, what: str, detail: str) -> tuple[str, str]:
+def unfinished(exit_code: int | None, what: str, detail: str) -> tuple[Outcome, str]:
     """Outcome and summary when the output holds no final result."""
     if exit_code is None or exit_code == 0 or killed(exit_code):
-        outcome = "interrupted"
+        outcome = Outcome.INTERRUPTED
     else:
-        outcome = "failure"
+        outcome = Outcome.FAILURE
     code = "unknown exit code" if exit_code is None else f"exit code {exit_code}"
     summary = f"no {what} in the output ({code})"
     return outcome, f"{summary}: {detail}" if detail else summary
 
 
-def honour_exit(outcome: str, summary: str, exit_code: int | None) -> tuple[str, str]:
+def honour_exit(outcome: Outcome, summary: str, exit_code: int | None) -> tuple[Outcome, str]:
     """A final result that says success cannot beat a non-zero exit code."""
-    if outcome == "success" and exit_code not in (None, 0):
-        return "failure", f"exit code {exit_code} after a successful result: {summary}"
+    if outcome == Outcome.SUCCESS and exit_code not in (None, 0):
+        return Outcome.FAILURE, f"exit code {exit_code} after a successful result: {summary}"
     return outcome, summary

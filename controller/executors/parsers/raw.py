@@ -10,7 +10,7 @@ know.
 from __future__ import annotations
 
 from controller.executors.parsers.common import clean, killed
-from controller.model import Result
+from controller.model import Outcome, Result
 
 RAW_SUMMARY_LIMIT = 2000
 RAW_SUMMARY_LINES = 20
@@ -24,9 +24,9 @@ def parse(text: str, exit_code: int | None) -> Result:
     if len(summary) > RAW_SUMMARY_LIMIT:
         summary = "..." + summary[-(RAW_SUMMARY_LIMIT - 3):]
     if exit_code == 0:
-        outcome = "success"
+        outcome = Outcome.SUCCESS
     elif exit_code is None or killed(exit_code):
-        outcome = "interrupted"
+        outcome = Outcome.INTERRUPTED
     else:
-        outcome = "failure"
+        outcome = Outcome.FAILURE
     return Result(outcome=outcome, exit_code=exit_code, summary=summary)
