@@ -183,6 +183,21 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class PullRequest:
+    """The PR that carries a task's branch on the forge (status `pr`)."""
+    number: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A pull agent's hold on a task (status `lease`), written as `id` in YAML."""
+    agent: str                     # the pull agent's name in the config's pull_agents
+    lease_id: str                  # quoted by the holder in every update
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     at: datetime
     from_: State | None
@@ -201,14 +216,14 @@ class Status:
     host: str | None = None
     run_id: str | None = None
     branch: str | None = None
-    pr: Mapping[str, object] | None = None
+    pr: PullRequest | None = None
     spec_commit: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_activity_at: datetime | None = None
     retry_at: datetime | None = None
-    lease: Mapping[str, object] | None = None
+    lease: Lease | None = None
     result: Result | None = None
     history: tuple[Transition, ...] = ()
     runs: int = 0                  # runs ever started: makes run ids unique

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
 
 from controller.status import statusfile
-from controller.model import Outcome, Result, State, Status, Tokens, Transition
+from controller.model import Lease, Outcome, PullRequest, Result, State, Status, Tokens, Transition
 
 UTC = timezone.utc
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -35,11 +34,11 @@ def full_status(text: str = "plain words") -> Status:
     return Status(
         task="fix-login", state=State.REVIEW_PENDING, message=text, attempt=2, review_count=1,
         host="host-a", run_id="fix-login-3", branch="task/fix-login",
-        pr={"number": 12, "url": "https://forge.example/o/r/pulls/12"},
+        pr=PullRequest(12, "https://forge.example/o/r/pulls/12"),
         spec_commit="3f2a9c0d1e2b3c4d5e6f708192a3b4c5d6e7f809",
         created_at=T0, started_at=T0 + timedelta(seconds=5), finished_at=T0 + timedelta(minutes=9),
         last_activity_at=T0 + timedelta(minutes=8), retry_at=T0 + timedelta(hours=1),
-        lease={"agent": "jeeves", "expires_at": T0 + timedelta(minutes=10), "lease_id": text},
+        lease=Lease("jeeves", text, T0 + timedelta(minutes=10)),
         result=Result("success", 0, text, "sess-1", 0.4231, Tokens(12000, 3400, 800), "ab12cd"),
         history=(Transition(T0, None, State.CREATED, text),
                  Transition(T0 + timedelta(seconds=1), State.CREATED, State.ASSIGNED, "to host-a")),
@@ -67,7 +66,7 @@ retry_at: 2024-05-01T13:00:00Z
 lease:
   agent: jeeves
   expires_at: 2024-05-01T12:10:00Z
-  lease_id: plain words
+  id: plain words
 result:
   outcome: success
   exit_code: 0
@@ -96,6 +95,11 @@ rerun_seen: plain words
 def test_full_status_has_the_documented_layout():
     assert statusfile.dumps(full_status()).decode() == GOLDEN
     assert statusfile.loads(GOLDEN.encode()) == full_status()
+
+
+def test_the_documented_layout_is_valid_by_the_status_schema():
+    from controller.desired import schema, yamlfile
+    assert schema.errors("status", yamlfile.load(GOLDEN.encode()).data) == []
 
 
 def test_none_fields_are_left_out():
@@ -205,19 +209,27 @@ def test_corrupt_files_raise_a_clear_value_error(data, words):
         assert word in str(info.value)
 
 
-def test_an_empty_small_mapping_stays_a_mapping():
-    status = Status(task="t", state=State.RUNNING, pr={}, lease={"agent": "a", "note": None})
-    assert statusfile.loads(statusfile.dumps(status)) == replace(status, lease={"agent": "a"})
+LEASE = b"task: t\nstate: running\nlease:\n  agent: a\n  expires_at: 2024-05-01T12:00:00Z\n"
 
 
-def test_unwritable_values_in_small_mappings_are_refused():
-    with pytest.raises(TypeError, match="pr.labels"):
-        statusfile.dumps(Status(task="t", state=State.RUNNING, pr={"labels": ["a"]}))
+@pytest.mark.parametrize("data, words", [
+    (b"task: t\nstate: running\npr:\n  url: u\n", ["pr", "'number'", "None"]),
+    (b"task: t\nstate: running\npr:\n  number: 0\n  url: u\n", ["pr", "'number'", ">= 1"]),
+    (b"task: t\nstate: running\npr:\n  number: 3\n", ["pr", "'url'", "missing"]),
+    (LEASE, ["lease", "'id'", "missing"]),
+    (LEASE.replace(b"2024-05-01T12:00:00Z", b"soon") + b"  id: l\n", ["lease", "'expires_at'", "ISO"]),
+])
+def test_pr_and_lease_say_which_field_is_wrong(data, words):
+    with pytest.raises(ValueError) as info:
+        statusfile.loads(data, "status/t.yaml")
+    for word in words:
+        assert word in str(info.value)
 
 
 def test_enums_load_from_the_plain_words_of_older_files():
     status = statusfile.loads(GOLDEN.encode())
     assert status.result.outcome is Outcome.SUCCESS and status.state is State.REVIEW_PENDING
+    assert isinstance(status.pr, PullRequest) and isinstance(status.lease, Lease)
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))
@@ -261,10 +273,10 @@ def test_round_trips_with_hypothesis():
     status = st.builds(
         Status, task=text, state=states, message=text, attempt=st.integers(0, 10**6),
         review_count=st.integers(0, 99), host=opt(text), run_id=opt(text), branch=opt(text),
-        pr=opt(st.fixed_dictionaries({"number": st.integers(), "url": text})),
+        pr=opt(st.builds(PullRequest, number=st.integers(1, 10**9), url=text)),
         spec_commit=opt(text), created_at=opt(times), started_at=opt(times),
         finished_at=opt(times), last_activity_at=opt(times), retry_at=opt(times),
-        lease=opt(st.fixed_dictionaries({"agent": text, "expires_at": times})),
+        lease=opt(st.builds(Lease, agent=text, lease_id=text, expires_at=times)),
         result=opt(result), history=history, runs=st.integers(0, 1000),
         feedback_seen=st.integers(0, 100), rerun_seen=opt(text))
 

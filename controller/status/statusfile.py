@@ -18,11 +18,12 @@ import math
 import re
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _json_quote  # json's quoting, the C one
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from controller.model import Outcome, Result, State, Status, Tokens, Transition
+from controller.model import (Lease, Outcome, PullRequest, Result, State, Status, Tokens,
+                              Transition)
 
 HISTORY_LIMIT = 20
 
@@ -55,14 +56,16 @@ def dumps(status: Status) -> bytes:
     _opt(out, "run_id", s.run_id)
     _opt(out, "branch", s.branch)
     if s.pr is not None:
-        _mapping(out, "pr", s.pr, ("number", "url"))
+        out.append(f"pr:\n  number: {int(s.pr.number)}\n  url: {_scalar(s.pr.url)}")
     _opt(out, "spec_commit", s.spec_commit)
     for key in ("created_at", "started_at", "finished_at", "last_activity_at", "retry_at"):
         value = getattr(s, key)
         if value is not None:
             out.append(f"{key}: {_time(value)}")
     if s.lease is not None:
-        _mapping(out, "lease", s.lease, ("agent", "expires_at"))
+        # This key order (id last) is what the untyped mapping wrote: kept so the bytes stay.
+        out.append(f"lease:\n  agent: {_scalar(s.lease.agent)}\n"
+                   f"  expires_at: {_time(s.lease.expires_at)}\n  id: {_scalar(s.lease.lease_id)}")
     if s.result is not None:
         _result(out, s.result)
     if s.history:
@@ -108,29 +111,6 @@ def _result(out: list[str], r: Result) -> None:
     out.append(f"    cached: {int(t.cached)}")
     if r.commit is not None:
         out.append(f"  commit: {_scalar(r.commit)}")
-
-
-def _mapping(out: list[str], key: str, m: Mapping[str, object], order: tuple[str, ...]) -> None:
-    """A small mapping of scalars (pr, lease): known keys first, then the rest sorted."""
-    keys = [k for k in order if k in m] + sorted((k for k in m if k not in order), key=str)
-    lines = [f"  {_scalar(str(k))}: {_any(m[k], f'{key}.{k}')}" for k in keys if m[k] is not None]
-    out.append(f"{key}:" if lines else f"{key}: {{}}")
-    out.extend(lines)
-
-
-def _any(value: object, what: str) -> str:
-    if isinstance(value, str):
-        return _scalar(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _float(value)
-    if isinstance(value, datetime):
-        return _time(value)
-    raise TypeError(f"status field {what}: cannot write a {type(value).__name__}; "
-                    "only str, int, float, bool and datetime values are supported")
 
 
 def _scalar(text: str) -> str:
@@ -187,14 +167,14 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         host=r.text("host"),
         run_id=r.text("run_id"),
         branch=r.text("branch"),
-        pr=r.mapping("pr"),
+        pr=_load_pr(r.mapping("pr"), where),
         spec_commit=r.text("spec_commit"),
         created_at=r.time("created_at"),
         started_at=r.time("started_at"),
         finished_at=r.time("finished_at"),
         last_activity_at=r.time("last_activity_at"),
         retry_at=r.time("retry_at"),
-        lease=r.mapping("lease"),
+        lease=_load_lease(r.mapping("lease"), where),
         result=_load_result(doc.get("result"), where),
         history=_load_history(doc.get("history"), where),
         runs=r.integer("runs"),
@@ -203,6 +183,25 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         rerun_seen=r.text("rerun_seen"),
         stopping=_load_stopping(r.mapping("stopping"), where),
     )
+
+
+def _load_pr(doc: dict[str, object] | None, where: str) -> PullRequest | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{where}: pr")
+    number = r.integer("number", None)
+    if number is None or number < 1:
+        raise ValueError(f"{where}: pr: field 'number' must be a PR number (a whole number "
+                         f">= 1), got {doc.get('number')!r}")
+    return PullRequest(number=number, url=r.required_text("url"))
+
+
+def _load_lease(doc: dict[str, object] | None, where: str) -> Lease | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{where}: lease")
+    return Lease(agent=r.required_text("agent"), lease_id=r.required_text("id"),
+                 expires_at=r.required_time("expires_at"))
 
 
 def _load_stopping(doc: dict | None, where: str) -> tuple[str, str] | None:
@@ -269,6 +268,12 @@ class _Reader:
             raise self._bad(key, "a string", value)
         return value
 
+    def required_text(self, key: str) -> str:
+        value = self._get(key, True)
+        if not isinstance(value, str):
+            raise self._bad(key, "a string", value)
+        return value
+
     def integer(self, key: str, default: int | None = 0) -> int | None:
         value = self.doc.get(key)
         if value is None:
@@ -297,8 +302,12 @@ class _Reader:
 
     def time(self, key: str, required: bool = False) -> datetime | None:
         value = self._get(key, required)
-        if value is None:
-            return None
+        return None if value is None else self._as_time(key, value)
+
+    def required_time(self, key: str) -> datetime:
+        return self._as_time(key, self._get(key, True))
+
+    def _as_time(self, key: str, value: Any) -> datetime:
         if isinstance(value, str):
             try:
                 value = datetime.fromisoformat(value)
