@@ -112,6 +112,14 @@ def test_clear_errors_not_tracebacks(tmp_path):
     assert out.returncode == 2 and "not empty" in out.stderr
 
 
+def test_a_badly_typed_config_value_is_exit_2_not_a_traceback(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("repo: /x\npull_agents: 5\n")
+    out = fleet("run", "--config", bad, "--once")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{bad}: pull_agents: must be a list of agents" in out.stderr
+
+
 def test_demo_runs_in_under_a_minute():
     started = time.monotonic()
     out = fleet("demo", timeout=90)
