@@ -11,7 +11,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
@@ -205,6 +205,13 @@ class Transition:
     reason: str
 
 
+class RunRef(NamedTuple):
+    """One run on one host. A NamedTuple rather than a dataclass so that code
+    written for the (host, run id) pair it replaced can still index or unpack it."""
+    host: str
+    run_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     """status/<id>.yaml: written by the controller only."""
@@ -230,9 +237,9 @@ class Status:
     feedback_seen: int = 0         # feedback entries already acted on
     feedback_last: str | None = None  # digest of the last entry acted on: an edit is new feedback
     rerun_seen: str | None = None  # the task's `rerun` value this status has honoured
-    # (host, run id) of a run asked to stop and not yet seen gone: until it is,
-    # the task starts nothing new and the run keeps its slot on that host.
-    stopping: tuple[str, str] | None = None
+    # A run asked to stop and not yet seen gone: until it is, the task starts
+    # nothing new and the run keeps its slot on that host.
+    stopping: RunRef | None = None
 
 
 class Phase(enum.StrEnum):

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from controller.model import (Agent, DeleteStatus, Desired, Host, Observed, Phase,
+from controller.model import (Agent, DeleteStatus, Desired, Host, Observed, Phase, RunRef,
                               Result, RunReport, SetStatus, Settings, StartRun, State,
                               Status, StopRun, Task)
 from controller.plan.planner import backoff, plan
@@ -353,7 +353,7 @@ def test_cost_and_tokens_add_up_over_attempts_and_commit_carries_over():
 
 
 def test_a_stop_on_a_down_host_is_not_taken_as_done():
-    st = replace(status(state=State.CANCELLED), stopping=("local", "t-run"))
+    st = replace(status(state=State.CANCELLED), stopping=RunRef("local", "t-run"))
     assert plan(desired(task(cancel=True)), observed(st, down={"local": "gone"}), NOW) == []
     cleared = plan(desired(task(cancel=True)), observed(st), NOW)
     assert next(a.status for a in cleared if isinstance(a, SetStatus)).stopping is None

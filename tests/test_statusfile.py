@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from controller.status import statusfile
-from controller.model import Lease, Outcome, PullRequest, Result, State, Status, Tokens, Transition
+from controller.model import (Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
+                              Transition)
 
 UTC = timezone.utc
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -207,6 +208,13 @@ def test_corrupt_files_raise_a_clear_value_error(data, words):
         statusfile.loads(data, "status/t.yaml")
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_stopping_run_round_trips_with_its_names():
+    data = statusfile.dumps(Status(task="t", state=State.CANCELLED, stopping=RunRef("h1", "t-1")))
+    assert b"stopping:\n  host: h1\n  run_id: t-1\n" in data
+    stopping = statusfile.loads(data).stopping
+    assert isinstance(stopping, RunRef) and (stopping.host, stopping.run_id) == ("h1", "t-1")
 
 
 LEASE = b"task: t\nstate: running\nlease:\n  agent: a\n  expires_at: 2024-05-01T12:00:00Z\n"

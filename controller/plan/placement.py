@@ -24,7 +24,7 @@ class Placement:
             if st.state in ACTIVE and st.host:
                 self.load[st.host] += 1
             if st.stopping is not None:     # a run still stopping holds its slot
-                self.load[st.stopping[0]] += 1
+                self.load[st.stopping.host] += 1
 
     def blocker(self, task: Task, status_of: Callable[[str], Status | None]) -> str | None:
         """A sentence saying what must change before the task can start, or None."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from controller.model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Observed,
-                    Outcome, Phase, Result, SetStatus, StartRun, State, Status, StopRun,
+                    Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
 from controller.plan.placement import Placement
 
@@ -60,7 +60,7 @@ class _Pass:
         self.reasons: dict[str, list[str]] = {}
         self.deleted: dict[str, str] = {}
         self.runs: list[Action] = []
-        self.stops: dict[str, tuple[str, str]] = {}   # task -> (host, run id) stopped now
+        self.stops: dict[str, RunRef] = {}   # task -> the run stopped in this pass
 
     # ---- the pass ------------------------------------------------------------
     def run(self, focus: Iterable[str] | None) -> list[Action]:
@@ -110,7 +110,7 @@ class _Pass:
         """Stop the task's run; the status keeps `stopping` until the run is seen gone."""
         if st.state in ACTIVE and st.run_id and st.host:
             self.runs.append(StopRun(st.task, st.host, st.run_id, reason))
-            self.stops[st.task] = (st.host, st.run_id)
+            self.stops[st.task] = RunRef(st.host, st.run_id)
 
     def _settle_stop(self, st: Status) -> Status:
         """A stop asked for earlier: clear it once the run is gone, else ask again."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from controller.model import (Lease, Outcome, PullRequest, Result, State, Status, Tokens,
+from controller.model import (Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
                               Transition)
 
 HISTORY_LIMIT = 20
@@ -79,7 +79,8 @@ def dumps(status: Status) -> bytes:
     _opt(out, "feedback_last", s.feedback_last)
     _opt(out, "rerun_seen", s.rerun_seen)
     if s.stopping is not None:
-        out.append(f"stopping:\n  host: {_scalar(s.stopping[0])}\n  run_id: {_scalar(s.stopping[1])}")
+        host, run_id = s.stopping
+        out.append(f"stopping:\n  host: {_scalar(host)}\n  run_id: {_scalar(run_id)}")
     out.append("")
     return "\n".join(out).encode("utf-8")
 
@@ -204,13 +205,13 @@ def _load_lease(doc: dict[str, object] | None, where: str) -> Lease | None:
                  expires_at=r.required_time("expires_at"))
 
 
-def _load_stopping(doc: dict | None, where: str) -> tuple[str, str] | None:
+def _load_stopping(doc: dict[str, object] | None, where: str) -> RunRef | None:
     if doc is None:
         return None
     host, run_id = doc.get("host"), doc.get("run_id")
     if not isinstance(host, str) or not isinstance(run_id, str):
         raise ValueError(f"{where}: stopping: needs host and run_id strings, got {doc!r}")
-    return host, run_id
+    return RunRef(host, run_id)
 
 
 def _load_result(doc: Any, where: str) -> Result | None:
