@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Mapping
 from controller.desired import schema
 from controller.desired import yamlfile
 from controller.desired.depgraph import DependsOn
+from controller.desired.template import check_template
 from controller.durations import parse_duration as _parse_duration
-from controller.plan.prompt import check_template
 from controller.model import (ID_RE, Agent, Desired, Host, OutputFormat, Problem, PromptMode,
                               Settings, Task, TaskMode)
 

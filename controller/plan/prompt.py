@@ -1,8 +1,9 @@
 """Build the prompt an agent receives for one attempt of a task.
 
 Called by the engine when it starts a run (ssh mode) and by the HTTP dequeue
-route (pull mode); `fleet validate` may call `check_template` on fleet.yaml's
-`prompt_template`. The prompt is Markdown and deterministic: the same inputs
+route (pull mode). The template language (PLACEHOLDERS, `check_template`)
+lives in desired/template.py: a template's syntax is a property of the
+fleet.yaml that holds it, checked where that file is read. The prompt is Markdown and deterministic: the same inputs
 always give the same bytes, so prompts can be snapshot-tested and diffed.
 
 Templates use `string.Template` syntax: `$name` or `${name}`, and `$$` for a
@@ -35,6 +36,8 @@ import re
 import string
 from typing import Sequence
 
+from controller.desired.template import PLACEHOLDERS as PLACEHOLDERS  # re-exported: the list lives with the check
+from controller.desired.template import check_template as check_template
 from controller.model import Result, Task
 
 DEFAULT_TEMPLATE = """\
@@ -59,46 +62,6 @@ $retry_section
 
 FEEDBACK_HEADING = "## Reviewer feedback"   # demo_agent finds the notes under it
 RETRY_HEADING = "## Why the previous attempt failed"
-
-PLACEHOLDERS = (
-    "title", "task_id", "goal", "repo", "branch", "base", "attempt",
-    "constraints", "validation", "feedback", "previous_summary", "previous_failure",
-    "constraints_section", "validation_section", "delivery_section",
-    "revision_section", "retry_section",
-)
-
-
-def check_template(template: str) -> None:
-    """Raise ValueError when `template` has bad syntax or an unknown placeholder."""
-    if not template.strip():
-        raise ValueError("prompt template is empty")
-    tmpl = string.Template(template)
-    if not tmpl.is_valid():
-        raise ValueError(f"prompt template has a bad placeholder near {_bad_spot(tmpl)} "
-                         "(use $name or ${name}, and $$ for a dollar sign); "
-                         f"placeholders: {', '.join(PLACEHOLDERS)}")
-    unknown = [name for name in tmpl.get_identifiers() if name not in PLACEHOLDERS]
-    if unknown:
-        raise ValueError(f"prompt template uses unknown placeholder ${unknown[0]}; "
-                         f"placeholders: {', '.join(PLACEHOLDERS)}")
-    braced = _braced_placeholder(template)
-    if braced:
-        name, written = braced
-        raise ValueError(f"prompt template placeholders are spelled $name or ${{name}}: "
-                         f"use ${name}, not {written}")
-
-
-# `{goal}` or `{{ goal }}` not preceded by `$`: the agent-command or Jinja spelling.
-_BRACED_RE = re.compile(r"(?<!\$)(\{\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}?)")
-
-
-def _braced_placeholder(template: str) -> tuple[str, str] | None:
-    """(name, as written) of the first placeholder spelled in braces without `$`."""
-    for match in _BRACED_RE.finditer(template):
-        if match.group(2) in PLACEHOLDERS:
-            return match.group(2), match.group(1)
-    return None
-
 
 def build_prompt(task: Task, *, repo: str, branch: str, base: str, attempt: int,
                  feedback: Sequence[str] = (), previous_result: Result | None = None,
@@ -210,13 +173,3 @@ def _tidy(text: str) -> str:
     """Collapse blank-line runs left by empty sections; end with one newline."""
     text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n"))
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
-
-
-def _bad_spot(tmpl: string.Template) -> str:
-    """The text around the first `$` that string.Template cannot read."""
-    for match in tmpl.pattern.finditer(tmpl.template):
-        if match.group("invalid") is not None:
-            start = match.start()          # the `$` itself
-            line = tmpl.template.count("\n", 0, start) + 1
-            return f"{tmpl.template[start:start + 12]!r} on line {line}"
-    return "'$'"
