@@ -2,6 +2,6 @@
 
 Safe YAML (`yamlfile`), JSON Schema checks (`schema`, the only jsonschema
 user), the depends_on graph (`depgraph`), the prompt template language
-(`template`) and the incremental builder (`builder`). Imports only the vocabulary (model, durations); no IO beyond the
-bytes handed in.
+(`template`) and the incremental builder (`builder`). Imports only the
+vocabulary (model, durations); no IO beyond the bytes handed in.
 """
