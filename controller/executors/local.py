@@ -16,7 +16,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 from controller.executors import rundir
 from controller.executors.base import HostUnreachable, RunSpec
@@ -33,6 +36,18 @@ _CHILDREN: dict[int, tuple[str, subprocess.Popen]] = {}
 
 def workdir(host: Host) -> str:
     return os.path.abspath(os.path.expanduser(host.workdir))
+
+
+def _own_bin_first(spec: RunSpec) -> RunSpec:
+    """Local runs see the controller's own bin directory first on PATH (unless
+    the host or agent sets PATH), so agents installed next to fleet (like the
+    demo agent) are found. Read here, not in plan/: it is this process's
+    environment, and plan/ reads none."""
+    if any(k == "PATH" for k, _ in spec.env):
+        return spec
+    bindir = str(Path(sys.executable).parent)
+    path = ("PATH", f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return replace(spec, env=spec.env + (path,))
 
 
 class LocalExecutor:
@@ -73,6 +88,7 @@ class LocalExecutor:
     def _start(self, spec: RunSpec) -> None:
         if not spec.host.is_local:
             raise ValueError(f"host {spec.host.name} is not local")
+        spec = _own_bin_first(spec)
         where = rundir.paths(workdir(spec.host), spec.task_id, spec.run_id)
         if os.path.isdir(where.run_dir):
             if _claimed(where.run_dir):

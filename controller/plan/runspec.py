@@ -6,10 +6,6 @@ comes the RunSpec an executor starts, with the structured prompt built here.
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 from controller.executors.base import RunSpec
 from controller.model import Agent, Host, StartRun, Status, Task
 from controller.plan.prompt import build_prompt
@@ -26,14 +22,5 @@ def make_spec(task: Task, agent: Agent, host: Host, action: StartRun,
                    prompt=prompt, prompt_mode=agent.prompt, output_format=agent.output,
                    repo=task.repo, base=task.base, branch=task.branch,
                    from_branch=action.from_branch, validation=task.validation,
-                   attempt=action.attempt, env=_env(host, agent))
-
-
-def _env(host: Host, agent: Agent) -> tuple[tuple[str, str], ...]:
-    env = list(host.env) + list(agent.env)     # the agent's wins: rundir writes it last
-    if host.is_local and not any(k == "PATH" for k, _ in env):
-        # Local runs see the controller's own bin directory first, so agents
-        # installed next to fleet (like the demo agent) are found.
-        bindir = str(Path(sys.executable).parent)
-        env.append(("PATH", f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
-    return tuple(env)
+                   attempt=action.attempt,
+                   env=tuple(host.env) + tuple(agent.env))   # the agent's wins: rundir writes it last
