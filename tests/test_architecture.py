@@ -41,3 +41,15 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path: Path) -> None:
     assert "pygit2 only in the git store BROKEN" in out, out
     assert "plan is pure: no IO, no clock, no process BROKEN" in out, out
     assert "controller.plan.planner -> pygit2" in out, out
+
+
+def test_importing_every_module_changes_no_global_setting() -> None:
+    # Settings of other libraries (asyncssh's log level, libgit2's cache) are
+    # made by the constructors that need them, never as a side effect of import.
+    code = ("import importlib, logging, pkgutil, controller\n"
+            "for m in pkgutil.walk_packages(controller.__path__, 'controller.'):\n"
+            "    if m.name != 'controller.__main__': importlib.import_module(m.name)\n"
+            "assert logging.getLogger('asyncssh').level == logging.NOTSET, 'asyncssh log level set at import'\n"
+            "assert not logging.getLogger().handlers, 'a log handler installed at import'\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -4,6 +4,8 @@ The package (store.py, write.py, this) is the only place that imports pygit2.
 """
 from __future__ import annotations
 
+import functools
+
 import pygit2
 
 from controller.model import ID_RE
@@ -13,10 +15,18 @@ DIRS = SPEC_DIRS + ("status",)
 TOP_FILES = ("fleet.yaml",)
 BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
 
-# libgit2 caches no tree larger than 4 KiB by default; a 100k-file tasks/ or
-# status/ tree is megabytes and is read again on every pass (diff, status
-# commit), so let the object cache keep trees. Only this package uses pygit2.
-pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
+
+
+@functools.cache
+def cache_trees() -> None:
+    """Let libgit2's object cache keep large trees; process-wide, done once.
+
+    libgit2 caches no tree larger than 4 KiB by default; a 100k-file tasks/ or
+    status/ tree is megabytes and is read again on every pass (diff, status
+    commit). Called by GitStore's constructor, not at import: importing the
+    package changes nothing.
+    """
+    pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
 
 
 class GitError(Exception):

@@ -35,7 +35,7 @@ from pathlib import Path
 import pygit2
 
 from controller.gitstore.common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, GitError, _blob, _blobs_of,
-                     _last_lines, _subtree)
+                     _last_lines, _subtree, cache_trees)
 from controller.gitstore.write import StatusWriter
 
 
@@ -48,6 +48,7 @@ class GitStore(StatusWriter):
                  timeout: float = 600.0, push_attempts: int = 5, borrow: Path | None = None):
         if not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
             raise GitError(f"{branch!r} is not a valid branch name")
+        cache_trees()
         self.source = _normalize_source(source)
         self._local = _is_local(source) or source.startswith("file://")
         self.branch = branch

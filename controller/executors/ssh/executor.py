@@ -31,9 +31,13 @@ from controller.model import Host, RunReport
 
 __all__ = ["SSHExecutor", "scan"]
 
-# asyncssh logs every connection and channel at INFO: the controller's log is for runs.
-logging.getLogger("asyncssh").setLevel(logging.WARNING)
 log = logging.getLogger("fleet")
+
+
+def quiet_asyncssh() -> None:
+    """asyncssh logs every connection and channel at INFO: the controller's log
+    is for runs. Called by SSHExecutor's constructor, not at import."""
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 class SSHExecutor:
@@ -41,6 +45,7 @@ class SSHExecutor:
 
     def __init__(self, settings: SSHConfig | None = None,
                  resolve: Callable[[str], Host | None] | None = None):
+        quiet_asyncssh()
         self.settings = settings or SSHConfig()
         self._conns = Connections(self.settings, resolve or (lambda name: None))
 
