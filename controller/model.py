@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Mapping, NamedTuple
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+HISTORY_LIMIT = 20      # transitions a Status keeps: the planner trims to it, status files hold it
 
 
 class State(enum.StrEnum):

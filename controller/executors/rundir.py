@@ -28,6 +28,7 @@ from controller.executors import parsers
 from controller.executors import shell
 from controller.executors.base import RunSpec
 from controller.model import ID_RE, Outcome, OutputFormat, Phase, PromptMode, Result, RunReport
+from controller.text import first_line
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 OUTPUT_TAIL = 4 * 1024 * 1024     # the parsers need the end of the output, not all of it
@@ -213,7 +214,7 @@ def parse_result(data: bytes) -> dict[str, str]:
 def exited(run_id: str, snap: Snapshot, at: datetime | None = None) -> RunReport:
     """Phase EXITED: the agent's parsed output, corrected by what the wrapper saw."""
     kv = parse_result(snap.result or b"")
-    agent_exit = _int(kv.get("agent_exit"))
+    agent_exit = _int_or_none(kv.get("agent_exit"))
     try:
         result = parsers.parse(snap.fmt, snap.output_tail, agent_exit)
     except ValueError:          # a format this controller does not know: still report
@@ -238,7 +239,7 @@ def _step_failure(kv: dict[str, str], result: Result, snap: Snapshot) -> tuple[R
         else:
             # A CLI that fails before its first event says why only on stderr
             # (Claude Code's root refusal): keep that line beside the summary.
-            detail = _first_line(result.summary)
+            detail = first_line(result.summary, 300, sep="\n")
             said = _last_line(snap.stderr_tail)[:300]
             if said and said not in detail:
                 detail = f"{detail} (stderr: {said})" if detail else said
@@ -256,7 +257,8 @@ def _step_failure(kv: dict[str, str], result: Result, snap: Snapshot) -> tuple[R
     return replace(result, outcome=Outcome.FAILURE), f"{step} failed: {err}"
 
 
-def _int(value: str | None) -> int | None:
+def _int_or_none(value: str | None) -> int | None:
+    """What int() reads of `value` (a sign allowed), None for empty or unreadable."""
     try:
         return int(value) if value else None
     except ValueError:
@@ -265,10 +267,6 @@ def _int(value: str | None) -> int | None:
 
 def _utc(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.split("\n") if line.strip()), "")[:300]
 
 
 def _last_line(data: bytes) -> str:

@@ -31,8 +31,10 @@ from typing import Callable
 from controller.executors.ssh import remote
 from controller.executors.base import HostUnreachable
 from controller.model import ACTIVE, Desired, Host, Phase, RunReport
+from controller.text import first_line
 
 log = logging.getLogger("fleet")
+LINE_LIMIT = 200        # characters kept of a probe's or a version command's line
 
 
 @dataclass
@@ -93,7 +95,7 @@ class HostWatch:
             code, out, err = await executor.run(host, remote.probe(workdir, create=not self.read_only))
             text = out.decode("utf-8", "replace").strip()
             if code != 0:
-                return Health(False, now, f"{host.name}: {text or _first_line(err) or f'probe exit {code}'}")
+                return Health(False, now, f"{host.name}: {text or first_line(err, LINE_LIMIT) or f'probe exit {code}'}")
             versions, errors = await self._versions(host, desired, executor)
         except HostUnreachable as e:
             return Health(False, now, str(e), reachable=False)
@@ -113,11 +115,11 @@ class HostWatch:
             for a in agents))
         versions, errors = {}, []
         for agent, (code, out, err) in zip(agents, answers):
-            line = _first_line(out)
+            line = first_line(out, LINE_LIMIT)
             if code == 0:
                 versions[agent.name] = line
                 continue
-            how = f"failed (exit {code})" if code is not None else _first_line(err)
+            how = f"failed (exit {code})" if code is not None else first_line(err, LINE_LIMIT)
             errors.append(f"{host.name}: agent {agent.name}: `{' '.join(agent.version)}` "
                           f"{how}: {line or 'no output'}; install it there "
                           "or remove the capability from the host")
@@ -208,11 +210,6 @@ def _time(text: object) -> datetime | None:
 def busy_hosts(book, watch: HostWatch) -> set[str]:
     """Hosts with a run in flight or an abandoned run: checked even when drained."""
     return {st.host for st in book.in_states(*ACTIVE) if st.host} | set(watch.abandoned.values())
-
-
-def _first_line(data: bytes) -> str:
-    text = data.decode("utf-8", "replace")
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:200]
 
 
 async def scan_command(engine, name: str) -> int:

@@ -18,12 +18,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from controller.model import (ACTIVE, TERMINAL, Action, DeleteStatus, Desired, Observed,
+from controller.model import (ACTIVE, HISTORY_LIMIT, TERMINAL, Action, DeleteStatus, Desired, Observed,
                     Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
 from controller.plan.placement import Placement
 
-HISTORY_LIMIT = 20
 WANTS_HOST = (State.CREATED, State.BLOCKED, State.REVISING)
 
 
@@ -271,7 +270,7 @@ class _Pass:
                 error: str) -> None:
         result = _accumulate(st.result, result or Result(outcome=Outcome.FAILURE, summary=error))
         if result.outcome != Outcome.SUCCESS:
-            why = error or _first_line(result.summary)
+            why = error or _lead_line(result.summary)
             self._fail_attempt(st, task, why or f"agent failed (exit code {result.exit_code})", result)
         elif not changes and st.review_count == 0:
             self._fail_attempt(st, task, "the agent exited successfully but changed nothing",
@@ -316,7 +315,7 @@ class _Pass:
                       f"({st.review_count} of max_reviews {task.max_reviews})" + _rerun_hint(task),
                       finished_at=self.now, **seen)
             return
-        self.move(st, State.REVISING, f"feedback: {_first_line(task.feedback[-1])[:120]}",
+        self.move(st, State.REVISING, f"feedback: {_lead_line(task.feedback[-1])[:120]}",
                   review_count=st.review_count + 1, attempt=0, **seen)
 
     # ---- phase 2: place the tasks that want a host -------------------------------
@@ -414,7 +413,9 @@ def _rerun_hint(task: Task) -> str:
     return f"; set rerun: in tasks/{task.id}.yaml to any new value to start it again"
 
 
-def _first_line(text: str) -> str:
+def _lead_line(text: str) -> str:
+    """The first line once the text's outer blanks are trimmed. Not text.first_line:
+    a multi-line text keeps its first line's trailing blanks here, and no limit."""
     stripped = text.strip()
     return stripped.splitlines()[0] if stripped else ""
 

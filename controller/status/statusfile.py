@@ -22,10 +22,8 @@ from typing import Any
 
 import yaml
 
-from controller.model import (Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
+from controller.model import (HISTORY_LIMIT, Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
                               Transition)
-
-HISTORY_LIMIT = 20
 
 # Plain (unquoted) only when it starts with a letter and holds nothing YAML
 # reads specially: no flow or tag indicators, no `#`, no `: ` and no trailing

@@ -119,7 +119,7 @@ def parse_poll(data: bytes, boundary: bytes, local_now: float
     pieces = data.split(b"\n" + boundary + b" ")
     if len(pieces) < 3 or not pieces[1].startswith(b"now\n") or not pieces[-1].startswith(b"end"):
         raise ValueError("the poll answer is cut short")
-    skew = local_now - _int(pieces[1][4:].strip(), 0)
+    skew = local_now - _digits(pieces[1][4:].strip(), 0)
     runs: dict[str, dict[str, bytes]] = {}
     fields: dict[str, bytes] = {}
     mtimes: dict[str, list[int]] = {}
@@ -144,7 +144,7 @@ def _snapshot(f: dict[str, bytes], mtimes: list[int], skew: float
         return None             # no run dir: the field list stopped after `run`
     fmt = f.get("format", b"").decode("utf-8", "replace").strip() or "raw"
     snap = Snapshot(result=f.get("result"), output_tail=f.get("output", b""),
-                    stderr_tail=f.get("stderr", b""), fmt=fmt, pid=_int(f["pid"], None),
+                    stderr_tail=f.get("stderr", b""), fmt=fmt, pid=_digits(f["pid"], None),
                     locked="lock" in f,
                     last_output_at=max(mtimes) + skew if mtimes else None)
     return snap, f.get("alive", b"").strip() == b"1"
@@ -153,7 +153,9 @@ def _snapshot(f: dict[str, bytes], mtimes: list[int], skew: float
 _D = TypeVar("_D", int, None)
 
 
-def _int(data: bytes, default: _D) -> int | _D:
+def _digits(data: bytes, default: _D) -> int | _D:
+    """A non-negative decimal number (a pid, a clock) from the remote shell, else
+    `default`. Stricter than rundir._int_or_none: no sign, no `1_000`."""
     text = data.strip()
     return int(text) if text.isdigit() else default
 
