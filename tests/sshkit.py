@@ -11,7 +11,7 @@ import asyncio
 import textwrap
 from pathlib import Path
 
-from controller.cli.main import _engine as cli_engine
+from controller.app import build_engine as cli_engine
 from controller.config import SSHConfig, load_config
 from controller.engine.core import Engine
 

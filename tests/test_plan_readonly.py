@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.main import _engine as cli_engine
+from controller.app import build_engine as cli_engine
 from controller.config import load_config
 from controller.executors.base import RunSpec
 from controller.executors.local import LocalExecutor

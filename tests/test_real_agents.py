@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from controller.cli.main import _engine as cli_engine
+from controller.app import build_engine as cli_engine
 from controller.config import load_config
 
 from .modelservers import MessagesServer, ResponsesServer, error, free_port, hang, run, say, use

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.engine.core import Engine
-from controller.gitstore import GitStore
+from controller.app import build_engine
+from controller.config import Config
 from controller.cli.init import init_repo
 from controller.cli.output import print_status
 
@@ -75,7 +75,7 @@ async def _tour(root: Path, started: float) -> int:
     _git("clone", "-q", str(fleet_repo), str(person))
     _seed(person, root, target)
     _say(f"1. Alice pushed 3 tasks to {fleet_repo}")
-    engine = Engine(GitStore(str(fleet_repo), root / "state"), root / "state")
+    engine = build_engine(Config(), str(fleet_repo), state=root / "state")   # defaults, not your config
 
     _say("2. fleet run --once: the controller reconciles until nothing more can start")
     await engine.run(once=True, tick=0.2)

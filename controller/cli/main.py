@@ -1,14 +1,13 @@
 """Command line: `fleet init|validate|plan|run|status|hosts|demo` (also `python -m controller`).
 
-Parses arguments, loads the controller config, and hands over to the engine,
-the validator or the demo. Errors a person can fix are printed as one line on
+Parses arguments, loads the controller config, and hands over to the engine
+(built by controller.app), the validator or the demo. Errors a person can fix are printed as one line on
 stderr with exit code 2 (1 is kept for `validate` finding problems).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import sys
 import tempfile
@@ -131,32 +130,6 @@ def _settings(args) -> tuple[Config, str]:
     return config, repo
 
 
-def _state(config: Config, repo: str) -> Path:
-    """The state dir of one fleet repository: its clone, run records and caches."""
-    key = hashlib.sha256(repo.encode()).hexdigest()[:12]
-    return config.state_dir / "repos" / key
-
-
-def _engine(config: Config, repo: str):
-    from controller.engine.core import Engine
-    from controller.gitstore import GitStore
-    state = _state(config, repo)
-    state.mkdir(parents=True, exist_ok=True)
-    return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh)
-
-
-def _look_only_engine(config: Config, repo: str, scratch: Path):
-    """An engine for `fleet plan`: it reads the state dir, and clones and fetches
-    into `scratch`, borrowing the state dir's objects so that costs little."""
-    from controller.engine.core import Engine
-    from controller.gitstore import GitStore
-    from controller.observe.merges import Targets
-    state = _state(config, repo)
-    store = GitStore(repo, scratch, config.branch, borrow=state / "fleet.git")
-    targets = Targets(scratch / "targets", borrow=state / "targets")
-    return Engine(store, state, ssh=config.ssh, targets=targets, read_only=True)
-
-
 def _cmd_init(args) -> int:
     from controller.cli.init import init_repo
     path = init_repo(Path(args.dir))
@@ -177,18 +150,20 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_plan(args) -> int:
+    from controller.app import build_look_only_engine
     from controller.cli.output import print_plan
     config, repo = _settings(args)
     # It "changes nothing" (DESIGN.md): not the state dir, which a running
     # `fleet run` owns, nor a host. What it must fetch goes to a scratch dir.
     with tempfile.TemporaryDirectory(prefix="fleet-plan-") as scratch:
-        engine = _look_only_engine(config, repo, Path(scratch))
+        engine = build_look_only_engine(config, repo, Path(scratch))
         return asyncio.run(print_plan(engine))
 
 
 def _cmd_run(args) -> int:
+    from controller.app import build_engine
     config, repo = _settings(args)
-    engine = _engine(config, repo)
+    engine = build_engine(config, repo)
     _lock(engine.state_dir)
     asyncio.run(engine.run(once=args.once, poll_interval=config.poll_interval))
     return 0
@@ -209,16 +184,18 @@ _LOCKS: list = []
 
 
 def _cmd_status(args) -> int:
+    from controller.app import build_engine
     from controller.cli.output import print_status
     config, repo = _settings(args)
-    engine = _engine(config, repo)
+    engine = build_engine(config, repo)
     return asyncio.run(print_status(engine, as_json=args.json))
 
 
 def _cmd_hosts(args) -> int:
+    from controller.app import build_engine
     from controller.observe.health import scan_command
     config, repo = _settings(args)
-    return asyncio.run(scan_command(_engine(config, repo), args.name))
+    return asyncio.run(scan_command(build_engine(config, repo), args.name))
 
 
 def _cmd_demo(args) -> int:
