@@ -249,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)  # the answer never comes
             return
-        if failure is not None:
+        reply: tuple[int, Any, dict[str, str]]
+        if failure is not None and failure.status is not None:
             reply = (failure.status, forge.shapes.error(failure.status, failure.message),
                      failure.headers)
         else:
@@ -271,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:

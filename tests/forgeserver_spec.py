@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 REFERENCE = Path(__file__).parent / "data" / "reference" / "forgejo-api"
 # binding:"Required" in modules/structs (see the forgejo-api README).
