@@ -33,7 +33,7 @@ from controller.model import (ACTIVE, Action, DeleteStatus, Desired, Host, Obser
                     RunReport, SetStatus, StartRun, State, StopRun, Task)
 from controller.plan.planner import plan
 from controller.status.book import StatusBook
-from controller.observe.merges import Targets
+from controller.observe.merges import MergeCheck, Targets
 
 log = logging.getLogger("fleet")
 MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
@@ -196,12 +196,12 @@ class Engine(Polling, Dispatch):
         if stale or self.desired.stale:
             self.desired = replace(self.desired, stale=stale)
 
-    def _merge_checks(self) -> list[tuple[str, str, str, str]]:
+    def _merge_checks(self) -> list[MergeCheck]:
         checks = []
         for st in self.book.in_states(State.REVIEW_PENDING):
             task = self.desired.tasks.get(st.task) or self.desired.stale.get(st.task)
             if task and st.result and st.result.commit:
-                checks.append((st.task, task.repo, task.base, st.result.commit))
+                checks.append(MergeCheck(st.task, task.repo, task.base, st.result.commit))
         return checks
 
     # ---- one pass ------------------------------------------------------------------------

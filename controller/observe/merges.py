@@ -15,11 +15,21 @@ import hashlib
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 _GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
 FETCH_TIMEOUT = 20.0    # seconds; the engine waits for merge checks, so keep them short
+
+
+@dataclass(frozen=True, slots=True)
+class MergeCheck:
+    """Is `commit`, pushed by the run of `task`, in `base` of `repo` yet?"""
+    task: str
+    repo: str
+    base: str
+    commit: str
 
 
 class Targets:
@@ -36,19 +46,20 @@ class Targets:
         """Fetch every repository again on the next call, whatever min_interval says."""
         self._fetched.clear()
 
-    def merged(self, checks: Iterable[tuple[str, str, str, str]]) -> set[str]:
-        """Task ids whose commit is in base. checks: (task_id, repo, base, commit).
+    def merged(self, checks: Iterable[MergeCheck]) -> set[str]:
+        """Task ids whose commit is in base.
 
         Each repository is fetched once per call at most, and each (commit, base
         tip) pair is asked of git once: a pass where no base moved costs no git."""
         done: set[str] = set()
         tips: dict[tuple[str, str], str | None] = {}
-        for task_id, repo, base, commit in checks:
-            if (repo, base) not in tips:
-                tips[(repo, base)] = self._base_tip(repo, base)
-            tip = tips[(repo, base)]
-            if tip is not None and self._merged(repo, commit, tip):
-                done.add(task_id)
+        for check in checks:
+            key = (check.repo, check.base)
+            if key not in tips:
+                tips[key] = self._base_tip(check.repo, check.base)
+            tip = tips[key]
+            if tip is not None and self._merged(check.repo, check.commit, tip):
+                done.add(check.task)
         return done
 
     def _base_tip(self, repo: str, base: str) -> str | None:
