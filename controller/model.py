@@ -155,9 +155,6 @@ class Desired:
     settings: Settings = Settings()
     invalid: Mapping[str, str] = field(default_factory=dict)  # task id -> why its spec is unusable
     commit: str = ""
-    # The last valid spec of in-flight tasks whose file is now invalid: their
-    # run is still followed to its end, but nothing new starts.
-    stale: Mapping[str, Task] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +266,11 @@ class Observed:
     runs: Mapping[str, RunReport] = field(default_factory=dict)   # by run id
     merged: frozenset[str] = frozenset()      # task ids whose pushed commit is in base
     hosts_down: Mapping[str, str] = field(default_factory=dict)   # host -> reason
+    # The last valid spec of in-flight tasks whose file is now invalid: their
+    # run is still followed to its end, but nothing new starts.
+    stale: Mapping[str, Task] = field(default_factory=dict)
+    launched: frozenset[str] = frozenset()    # run ids whose start this process began
+    absent: frozenset[str] = frozenset()      # run ids a host answered it has no trace of
 
 
 # ---- actions: what the planner asks the engine to do -------------------------

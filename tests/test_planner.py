@@ -15,6 +15,9 @@ HOSTS = {"local": Host("local", capabilities=frozenset({"demo"}), max_concurrent
          "big": Host("big", address="10.0.0.1", capabilities=frozenset({"codex", "gpu"}))}
 
 
+TWO_BIG = {**HOSTS, "big2": Host("big2", address="10.0.0.2", capabilities=frozenset({"codex"}))}
+
+
 def task(tid="t", **kw):
     base = dict(id=tid, title=tid, agent="demo", goal="g", repo="/r")
     base.update(kw)
@@ -36,9 +39,10 @@ def desired(*tasks, hosts=HOSTS, invalid=None, settings=Settings()):
                    settings=settings, invalid=invalid or {}, commit="c0ffee")
 
 
-def observed(*statuses, runs=(), merged=(), down=None):
+def observed(*statuses, runs=(), merged=(), down=None, absent=(), launched=()):
     return Observed(statuses={s.task: s for s in statuses}, runs={r.run_id: r for r in runs},
-                    merged=frozenset(merged), hosts_down=down or {})
+                    merged=frozenset(merged), hosts_down=down or {},
+                    absent=frozenset(absent), launched=frozenset(launched))
 
 
 def report(phase, tid="t", **kw):
@@ -139,6 +143,28 @@ CASES = [
      observed(running(host="big", state=State.ASSIGNED), runs=[report(Phase.UNREACHABLE, error="refused")],
               down={"big": "refused"}),
      {"t": State.ASSIGNED}, [("t", "big2")], [], "attempt 1 of 3"),
+    ("an assignment never started, absent from its down host, goes elsewhere without an attempt",
+     desired(task(agent="codex"), hosts=TWO_BIG),
+     observed(running(host="big", state=State.ASSIGNED), down={"big": "version check failed"},
+              absent=["t-run"]),
+     {"t": State.ASSIGNED}, [("t", "big2")], [], "big2, attempt 1 of 3"),
+    ("an assignment this process started is not taken for never started",
+     desired(task(agent="codex"), hosts=TWO_BIG),
+     observed(running(host="big", state=State.ASSIGNED), down={"big": "version check failed"},
+              absent=["t-run"], launched=["t-run"]),
+     {}, [], [], None),
+    ("an assignment on a down host that did not answer waits for it",
+     desired(task(agent="codex"), hosts=TWO_BIG),
+     observed(running(host="big", state=State.ASSIGNED), down={"big": "refused"}),
+     {}, [], [], None),
+    ("an assignment absent from a healthy host is started again (idempotent by run id)",
+     desired(task(agent="codex"), hosts=TWO_BIG),
+     observed(running(host="big", state=State.ASSIGNED), absent=["t-run"]),
+     {}, [("t", "big")], [], None),
+    ("a running task absent from its down host waits: it did start",
+     desired(task(agent="codex"), hosts=TWO_BIG),
+     observed(running(host="big"), down={"big": "version check failed"}, absent=["t-run"]),
+     {}, [], [], None),
     ("lost run spends an attempt and what is left of it is stopped",
      desired(task()), observed(running(), runs=[report(Phase.LOST, error="no result")]),
      {"t": State.RETRYING}, [], [("t", "run lost")], "run lost: no result"),
@@ -246,11 +272,14 @@ def test_a_stopping_run_keeps_its_slot_and_blocks_a_second_run():
 
 
 def test_stale_spec_follows_a_run_to_its_end():
-    d = replace(desired(invalid={"t": "tasks/t.yaml:3: bad"}), stale={"t": task()})
-    o = observed(running(), runs=[report(Phase.EXITED, result=OK, changes=True)])
+    d = desired(invalid={"t": "tasks/t.yaml:3: bad"})
+    stale = {"t": task()}
+    o = replace(observed(running(), runs=[report(Phase.EXITED, result=OK, changes=True)]),
+                stale=stale)
     assert states(plan(d, o, NOW)) == {"t": State.REVIEW_PENDING}
-    o = observed(status(state=State.REVIEW_PENDING), merged=["t"])
+    o = replace(observed(status(state=State.REVIEW_PENDING), merged=["t"]), stale=stale)
     assert states(plan(d, o, NOW)) == {"t": State.COMPLETED}
+    assert states(plan(d, replace(o, stale={}), NOW)) == {}    # without it: nothing to follow
 
 
 def test_priority_order_and_max_concurrent():
@@ -389,3 +418,13 @@ def test_deleting_feedback_entries_asks_for_nothing():
     from controller.plan.planner import _feedback_digest
     seen = status(state=State.REVIEW_PENDING, feedback_seen=2, feedback_last=_feedback_digest(("a", "b")))
     assert plan(desired(task(feedback=("a",))), observed(seen), NOW) == []
+
+
+def test_a_never_started_assignment_says_why_it_moved():
+    o = observed(running(host="big", state=State.ASSIGNED), down={"big": "version check failed"},
+                 absent=["t-run"])
+    actions = plan(desired(task(agent="codex"), hosts=TWO_BIG), o, NOW)
+    st = next(a.status for a in actions if isinstance(a, SetStatus))
+    assert st.attempt == 1 and st.host == "big2"
+    assert ("host big unreachable before the start (big is down: version check failed); "
+            "no attempt spent") in [h.reason for h in st.history]

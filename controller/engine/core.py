@@ -85,10 +85,12 @@ class Engine(Polling, Dispatch):
         self._known_hosts: dict[str, Host] = {}
         self._checked_hosts: dict[str, Host] = {}   # hosts as the last health round saw them
         self._known_specs: dict[str, Task] = {}
+        self._stale: dict[str, Task] = {}            # last valid specs of now-invalid tasks
         self.write_failures = 0                  # status commits failed in a row
         self._status_tree: str | None = None     # status/ as we last read or wrote it
         self._polls: dict[str, asyncio.Task] = {}        # host -> its poll still running
         self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
+        self._absent: dict[str, frozenset[str]] = {}     # host -> run ids it has no trace of
         self._slow: set[str] = set()                     # hosts whose polls exceed the budget
         self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
         self._launched: set[str] = set()                 # every run id this process started
@@ -152,7 +154,7 @@ class Engine(Polling, Dispatch):
                 by_host.setdefault(st.host or "", []).append(st.run_id or "")
             if st.stopping is not None:
                 by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
-        runs, slow = await self._poll_hosts(by_host)
+        runs, slow, absent = await self._poll_hosts(by_host)
         for run_id in self._stopping_runs & set(runs):
             # A stop still in its TERM grace: the run's slot stays taken until
             # the stop is done, whatever its wrapper already wrote.
@@ -171,7 +173,9 @@ class Engine(Polling, Dispatch):
             # A run left behind there is killed when the host answers again; until
             # that is done, nothing new goes there (it may share the workspace).
             down.setdefault(name, "stopping a run abandoned there")
-        return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down)
+        return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down,
+                        stale=dict(self._stale), launched=frozenset(self._launched),
+                        absent=absent)
 
     def _host(self, name: str) -> Host | None:
         """The host by name; one removed from the repo while it has runs is still known."""
@@ -192,14 +196,12 @@ class Engine(Polling, Dispatch):
             if (t := self.desired.tasks.get(st.task) or self._known_specs.get(st.task)):
                 specs[st.task] = t
         self._known_hosts, self._known_specs = hosts, specs
-        stale = {t: specs[t] for t in self.desired.invalid if t in specs}
-        if stale or self.desired.stale:
-            self.desired = replace(self.desired, stale=stale)
+        self._stale = {t: specs[t] for t in self.desired.invalid if t in specs}
 
     def _merge_checks(self) -> list[MergeCheck]:
         checks = []
         for st in self.book.in_states(State.REVIEW_PENDING):
-            task = self.desired.tasks.get(st.task) or self.desired.stale.get(st.task)
+            task = self.desired.tasks.get(st.task) or self._stale.get(st.task)
             if task and st.result and st.result.commit:
                 checks.append(MergeCheck(st.task, task.repo, task.base, st.result.commit))
         return checks

@@ -47,7 +47,7 @@ class Dispatch:
 
     def _spec(self, a: StartRun, host: Host) -> RunSpec:
         # A task whose file turned invalid after its assignment runs on its last valid spec.
-        task = self.desired.tasks.get(a.task) or self.desired.stale[a.task]
+        task = self.desired.tasks.get(a.task) or self._stale[a.task]
         agent = self.desired.agents.get(task.agent)
         if agent is None:
             raise ValueError(f"agent {task.agent} is not (or no longer) a valid profile")

@@ -139,7 +139,7 @@ class _Pass:
         if st is None:
             st = self._create(task_id, task)
         if task is None:
-            stale = self.desired.stale.get(task_id)
+            stale = self.observed.stale.get(task_id)
             if stale is not None and st.state in (State.ASSIGNED, State.RUNNING,
                                                   State.REVIEW_PENDING):
                 _REACTIONS[st.state](self, st, stale)   # follow it to its end
@@ -211,10 +211,7 @@ class _Pass:
         if report is None:
             self._no_report(st, task)
         elif report.phase == Phase.UNREACHABLE:
-            self.move(st, State.CREATED,
-                      f"host {st.host} unreachable before the start ({report.error}); "
-                      "no attempt spent", attempt=max(st.attempt - 1, 0),
-                      host=None, run_id=None, started_at=None)
+            self._unreachable(st, report.error)
         elif report.phase in (Phase.RUNNING, Phase.STARTING):
             if report.phase == Phase.STARTING and st.state == State.ASSIGNED:
                 # Maybe the controller died between writing the run dir and
@@ -240,9 +237,20 @@ class _Pass:
             return self.move(st, State.RUNNING, f"run {st.run_id} started on {st.host}")
         return st
 
+    def _unreachable(self, st: Status, why: str) -> None:
+        self.move(st, State.CREATED,
+                  f"host {st.host} unreachable before the start ({why}); no attempt spent",
+                  attempt=max(st.attempt - 1, 0), host=None, run_id=None, started_at=None)
+
     def _no_report(self, st: Status, task: Task) -> None:
         host = st.host or ""
-        if host in self.observed.hosts_down:
+        down = self.observed.hosts_down.get(host)
+        if down is not None:
+            if self._never_started(st):
+                # The host answers but is down: it has no trace of the run, and
+                # nothing starts there while it is down. Placing the task elsewhere
+                # spends no attempt.
+                self._unreachable(st, f"{host} is down: {down}")
             return  # wait for the host; the SSH executor decides when it is lost
         if st.state == State.ASSIGNED:
             # Written before the start: the controller may have died before it. The
@@ -250,6 +258,14 @@ class _Pass:
             self.runs.append(self._start_action(st, task))
         else:
             self._fail_attempt(st, task, f"run {st.run_id} vanished from host {host}")
+
+    def _never_started(self, st: Status) -> bool:
+        """An assignment no start of this process began (it died before the
+        start) and of which its host, answering, has no trace. A run this
+        process started may be just being set up, so it is never taken for one."""
+        run_id = st.run_id or ""
+        return (st.state == State.ASSIGNED and run_id in self.observed.absent
+                and run_id not in self.observed.launched)
 
     def _follow(self, st: Status, task: Task, last_output: datetime | None, phase: Phase) -> None:
         if phase == Phase.RUNNING:
