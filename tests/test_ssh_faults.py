@@ -38,8 +38,8 @@ def test_sshd_killed_mid_run_and_restarted_reattaches(tmp_path, sshd):
     async def outage():
         await until(lambda: state_of(w, "survivor") == "running")
         await asyncio.to_thread(sshd.kill)         # every connection dies with it
-        await until(lambda: "ssh-1" in engine.hosts_down)
-        seen_down.append(engine.hosts_down["ssh-1"])
+        await until(lambda: "ssh-1" in engine.watch.down)
+        seen_down.append(engine.watch.down["ssh-1"])
         await asyncio.to_thread(sshd.start)
     asyncio.run(run_while(engine, outage))
     st = w.status("survivor")
@@ -47,7 +47,7 @@ def test_sshd_killed_mid_run_and_restarted_reattaches(tmp_path, sshd):
     assert [h["to"] for h in st["history"]] == ["created", "assigned", "running", "review_pending"]
     assert st["attempt"] == 1 and len(w.invocations()) == 1
     assert "ssh-1" in seen_down[0]
-    assert "ssh-1" not in engine.hosts_down        # the health check saw it come back
+    assert "ssh-1" not in engine.watch.down        # the health check saw it come back
 
 
 def test_a_host_lost_past_the_grace_period_costs_an_attempt_and_its_run_is_killed_later(
@@ -162,7 +162,7 @@ def test_a_host_cut_off_by_the_network_and_reconnected(tmp_path, netns):
         async def partition():
             await until(lambda: state_of(w, "cut") == "running")
             await asyncio.to_thread(netns.cut)
-            await until(lambda: "ssh-1" in engine.hosts_down)   # keepalives or a timeout
+            await until(lambda: "ssh-1" in engine.watch.down)   # keepalives or a timeout
             await asyncio.to_thread(netns.cut, True)
         asyncio.run(run_while(engine, partition, timeout=90))
         st = w.status("cut")
@@ -202,7 +202,9 @@ def test_a_slow_host_does_not_slow_the_passes_for_the_others(tmp_path):
                 await asyncio.to_thread(w.push, "quick")
                 await until(lambda: state_of(w, "quick") == "review_pending", 60)
                 took.append(asyncio.get_running_loop().time() - started)
-                await engine._stop_run(engine._ssh, engine.desired.hosts["ssh-2"], w.status("long")["run_id"])
+                await engine.dispatcher.stop_run(engine._ssh, engine.desired.hosts["ssh-2"],
+                                                 w.status("long")["run_id"],
+                                                 engine.desired.settings.cancel_grace)
             finally:
                 job.cancel()
         asyncio.run(scenario())

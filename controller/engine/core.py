@@ -18,22 +18,27 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from controller.status import statusfile
 from controller.config import SSHConfig
 from controller.desired.builder import DesiredBuilder
+from controller.engine.dispatch import Dispatcher, ExecutorFor
+from controller.engine.inflight import InFlight
 from controller.executors.base import Executor
-from controller.gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
-from controller.observe.health import HostWatch, busy_hosts
-from controller.engine.dispatch import Dispatch
 from controller.executors.local import LocalExecutor
-from controller.observe.polling import Polling
-from controller.model import (ACTIVE, Action, DeleteStatus, Desired, Host, Observed, Phase,
-                    RunReport, SetStatus, StartRun, State, StopRun, Task)
+from controller.gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
+from controller.model import (Action, DeleteStatus, Desired, Host, Observed, SetStatus,
+                              StartRun, State, StopRun)
+from controller.observe.health import HostWatch, busy_hosts
+from controller.observe.known import LastKnown
+from controller.observe.merges import Targets
+from controller.observe.observer import Observer
 from controller.plan.planner import plan
+from controller.status import statusfile
 from controller.status.book import StatusBook
-from controller.observe.merges import MergeCheck, Targets
+
+if TYPE_CHECKING:
+    from controller.executors.ssh.executor import SSHExecutor
 
 log = logging.getLogger("fleet")
 MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
@@ -52,10 +57,10 @@ class PassResult:
     launched: int = 0                                # starts begun by this pass
 
 
-class Engine(Polling, Dispatch):
+class Engine:
     def __init__(self, store: GitStore, state_dir: Path,
                  clock: Callable[[], datetime] = utcnow,
-                 executors: Callable[[Host], Executor | None] | None = None,
+                 executors: ExecutorFor | None = None,
                  ssh: SSHConfig | None = None, targets: Targets | None = None,
                  read_only: bool = False):
         self.store = store
@@ -70,39 +75,40 @@ class Engine(Polling, Dispatch):
         self.desired: Desired | None = None
         self.commit: str | None = None
         self.focus: set[str] = set()             # changed since the last pass
-        self.start_failures: dict[str, RunReport] = {}  # run id -> why its start failed
         self.ssh_settings = ssh or SSHConfig()
-        # Health checks, hosts lost mid-run and abandoned runs (see hosts.py).
+        # Health checks, hosts lost mid-run and abandoned runs: the one record of them.
         self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock, read_only)
-        self.hosts_down: dict[str, str] = self.watch.down
-        self.stopping: set[asyncio.Task] = set()
-        self._stopping_runs: set[str] = set()
+        self.work = InFlight()                   # starts, stops and cleanups going on
+        self.known = LastKnown()                 # hosts and specs of the tasks in flight
         self._local = LocalExecutor()
-        self._ssh = None
-        self._health_job: asyncio.Task | None = None
+        self._ssh: SSHExecutor | None = None
+        self._executor_for: ExecutorFor = executors or self._default_executor
+        self.observer = Observer(self._executor_for, self._host, self.watch, self.targets,
+                                 self.known)
+        self.dispatcher = Dispatcher(self._executor_for, self._host, self.watch, self.work)
+        self._health_job: asyncio.Task[None] | None = None
         self._health_at = float("-inf")
-        self._executor_for = executors or self._default_executor
-        self._known_hosts: dict[str, Host] = {}
-        self._checked_hosts: dict[str, Host] = {}   # hosts as the last health round saw them
-        self._known_specs: dict[str, Task] = {}
-        self._stale: dict[str, Task] = {}            # last valid specs of now-invalid tasks
         self.write_failures = 0                  # status commits failed in a row
         self._status_tree: str | None = None     # status/ as we last read or wrote it
-        self._polls: dict[str, asyncio.Task] = {}        # host -> its poll still running
-        self._reports: dict[str, dict[str, RunReport]] = {}   # host -> its last reports
-        self._absent: dict[str, frozenset[str]] = {}     # host -> run ids it has no trace of
-        self._slow: set[str] = set()                     # hosts whose polls exceed the budget
-        self._starting: dict[str, asyncio.Task] = {}     # run id -> its start still running
-        self._launched: set[str] = set()                 # every run id this process started
-        self._cleaning: dict[str, asyncio.Task] = {}     # task id -> its workspace removal
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
             return self._local
         if self._ssh is None:
-            from controller.executors.ssh.executor import SSHExecutor    # asyncssh is loaded only by fleets with SSH hosts
-            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self.desired.hosts.get(n))
+            # asyncssh is loaded only by fleets with SSH hosts
+            from controller.executors.ssh.executor import SSHExecutor
+            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self._now().hosts.get(n))
         return self._ssh
+
+    def _now(self) -> Desired:
+        """The desired state of the last sync; every use of it comes after one."""
+        if self.desired is None:
+            raise RuntimeError("the engine has not read the fleet repository yet (sync first)")
+        return self.desired
+
+    def _host(self, name: str) -> Host | None:
+        """The host by name; one removed from the repo while it has runs is still known."""
+        return self.known.host(self._now(), name)
 
     # ---- git -> desired ----------------------------------------------------------
     async def sync(self) -> bool:
@@ -148,63 +154,18 @@ class Engine(Polling, Dispatch):
 
     # ---- observe ---------------------------------------------------------------------
     async def observe(self) -> Observed:
-        by_host: dict[str, list[str]] = {}
-        for st in self.book.in_flight():
-            if st.state in ACTIVE:
-                by_host.setdefault(st.host or "", []).append(st.run_id or "")
-            if st.stopping is not None:
-                by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
-        runs, slow, absent = await self._poll_hosts(by_host)
-        for run_id in self._stopping_runs & set(runs):
-            # A stop still in its TERM grace: the run's slot stays taken until
-            # the stop is done, whatever its wrapper already wrote.
-            runs[run_id] = replace(runs[run_id], phase=Phase.RUNNING)
-        merged = await asyncio.to_thread(self.targets.merged, self._merge_checks())
-        down = dict(self.hosts_down)
-        for host in self.desired.hosts.values():
-            if self._executor_for(host) is None:
-                down[host.name] = f"no executor for address {host.address!r} in this version"
-            elif self._unchecked(host):
-                down.setdefault(host.name, "waiting for its first health check")
-                self._health_at = float("-inf")     # check it soon
-        for name, why in slow.items():
-            down.setdefault(name, why)    # its runs wait for a first poll
-        for name in set(self.watch.abandoned.values()):
-            # A run left behind there is killed when the host answers again; until
-            # that is done, nothing new goes there (it may share the workspace).
-            down.setdefault(name, "stopping a run abandoned there")
-        return Observed(statuses=self.book, runs=runs, merged=frozenset(merged), hosts_down=down,
-                        stale=dict(self._stale), launched=frozenset(self._launched),
-                        absent=absent)
+        """The facts of this pass, for the planner (read-only engines too)."""
+        desired = self._now()
+        self._remember(desired)
+        return await self.observer.observe(desired, self.book, self.work)
 
-    def _host(self, name: str) -> Host | None:
-        """The host by name; one removed from the repo while it has runs is still known."""
-        return self.desired.hosts.get(name) or self._known_hosts.get(name)
-
-    def _remember(self) -> None:
+    def _remember(self, desired: Desired) -> None:
         """Keep the hosts and last valid specs of in-flight tasks, so a host file
-        removed or a task file broken mid-run does not lose the run; and hand the
-        planner the specs of in-flight tasks whose file is now invalid."""
+        removed or a task file broken mid-run does not lose the run."""
         flight = self.book.in_flight() + self.book.in_states(State.REVIEW_PENDING)
+        self.known.update(desired, flight)
         live = {st.run_id for st in flight} | {st.stopping[1] for st in flight if st.stopping}
-        self.start_failures = {r: f for r, f in self.start_failures.items() if r in live}
-        hosts, specs = {}, {}
-        for st in flight:
-            for name in {st.host, st.stopping[0] if st.stopping else None} - {None}:
-                if (h := self._host(name)) is not None:
-                    hosts[name] = h
-            if (t := self.desired.tasks.get(st.task) or self._known_specs.get(st.task)):
-                specs[st.task] = t
-        self._known_hosts, self._known_specs = hosts, specs
-        self._stale = {t: specs[t] for t in self.desired.invalid if t in specs}
-
-    def _merge_checks(self) -> list[MergeCheck]:
-        checks = []
-        for st in self.book.in_states(State.REVIEW_PENDING):
-            task = self.desired.tasks.get(st.task) or self._stale.get(st.task)
-            if task and st.result and st.result.commit:
-                checks.append(MergeCheck(st.task, task.repo, task.base, st.result.commit))
-        return checks
+        self.work.keep_failures(r for r in live if r is not None)
 
     # ---- one pass ------------------------------------------------------------------------
     async def step(self) -> PassResult:
@@ -212,10 +173,10 @@ class Engine(Polling, Dispatch):
         if self.read_only:
             raise RuntimeError("a read-only engine (fleet plan) takes no actions")
         now = self.clock()
-        self._remember()
         observed = await self.observe()
+        desired = self._now()
         focus = self.focus | self.book.unfinished
-        actions = plan(self.desired, observed, now, focus=focus)
+        actions = plan(desired, observed, now, focus=focus)
         result = PassResult(actions=actions)
         if not await self._write(actions, result):
             self.write_failures += 1
@@ -223,19 +184,19 @@ class Engine(Polling, Dispatch):
         self.write_failures = 0
         result.written = True
         self.focus = set()
+        grace = desired.settings.cancel_grace
         for action in actions:
             if isinstance(action, StopRun):
-                self._stop(action)
+                self.dispatcher.stop(action, grace)
         # Starts are independent and idempotent by run id: in the background, side
         # by side, so a fan-out costs the slowest start and a slow host holds up
         # no pass. A start still going is not asked for twice.
-        loop = asyncio.get_running_loop()
         for a in actions:
-            if isinstance(a, StartRun) and a.run_id not in self._starting:
-                job = self._starting[a.run_id] = loop.create_task(self._start(a))
-                job.add_done_callback(lambda _, run_id=a.run_id: self._starting.pop(run_id, None))
-                self._launched.add(a.run_id)
-                result.launched += 1
+            if isinstance(a, StartRun):
+                # A task whose file turned invalid after its assignment runs on its last valid spec.
+                spec = desired.tasks.get(a.task) or observed.stale.get(a.task)
+                if self.dispatcher.start(a, desired, spec, self.book.get(a.task)):
+                    result.launched += 1
         return result
 
     async def _write(self, actions: list[Action], result: PassResult) -> bool:
@@ -273,10 +234,10 @@ class Engine(Polling, Dispatch):
         for a in actions:
             if isinstance(a, SetStatus):
                 self.book.put(a.status)
-                self._clean_if_done(a.status)
+                self.dispatcher.clean_if_done(a.status)
             elif isinstance(a, DeleteStatus):
                 if (old := self.book.get(a.task)) is not None:
-                    self._clean_if_done(replace(old, state=State.CANCELLED, stopping=None))
+                    self.dispatcher.clean_if_done(replace(old, state=State.CANCELLED, stopping=None))
                 self.book.remove(a.task)
         for line in result.lines:
             log.info("%s", line)
@@ -291,31 +252,27 @@ class Engine(Polling, Dispatch):
         trailers += sorted({f"Fleet-Task: {line.split(':', 1)[0]}" for line in lines})
         return "\n".join([head, "", *lines, "", *trailers]) + "\n"
 
-    # ---- actions -> executors ---------------------------------------------------------------
-    def _unchecked(self, host: Host) -> bool:
-        """An SSH host that no health check has seen as it is now gets no runs yet."""
-        return (not host.is_local and host.max_concurrent > 0
-                and self._checked_hosts.get(host.name) != host)
-
+    # ---- hosts ---------------------------------------------------------------------------
     async def check_hosts(self) -> None:
         """One round of host health checks, then stop abandoned runs on hosts that are back
         (read-only: the checks only; `watch.to_stop` says what a real round would stop)."""
-        hosts = dict(self.desired.hosts)
+        desired = self._now()
         try:
-            await self.watch.check(self.desired, self._executor_for, busy_hosts(self.book, self.watch))
-            self._checked_hosts = hosts
+            await self.watch.check(desired, self._executor_for, busy_hosts(self.book, self.watch))
         except Exception:       # a bug in a check must not stop the controller
             log.exception("host health check failed")
         if self.read_only:
             return
-        for host, run_id in self.watch.to_stop(self.desired):
-            self._stop(StopRun("", host.name, run_id, "abandoned: its task moved on"))
+        for host, run_id in self.watch.to_stop(desired):
+            self.dispatcher.stop(StopRun("", host.name, run_id, "abandoned: its task moved on"),
+                                 desired.settings.cancel_grace)
 
-    def _health_due(self, loop: asyncio.AbstractEventLoop, first: bool) -> asyncio.Task | None:
-        """The next round of checks when it is due and none is running."""
+    def _health_due(self, loop: asyncio.AbstractEventLoop, first: bool) -> asyncio.Task[None] | None:
+        """The next round of checks when it is due (at once for a host never checked
+        as it is now) and none is running."""
         if self._health_job is not None and not self._health_job.done():
             return None
-        if not first and loop.time() < self._health_at:
+        if not first and loop.time() < self._health_at and not self.observer.unchecked(self._now()):
             return None
         self._health_at = loop.time() + self.ssh_settings.health_interval
         self._health_job = loop.create_task(self.check_hosts())
@@ -325,7 +282,7 @@ class Engine(Polling, Dispatch):
     def busy(self) -> bool:
         """Runs in flight, retries pending or stops unfinished: --once keeps going."""
         waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
-        return bool(waiting or self.stopping or self._starting or self.book.in_flight())
+        return bool(waiting or self.work.busy() or self.book.in_flight())
 
     async def run(self, once: bool, poll_interval: float | None = None,
                   tick: float = 0.5, max_passes: int | None = None) -> None:
@@ -369,10 +326,8 @@ class Engine(Polling, Dispatch):
             if once and not started and not self.busy():
                 break
             await asyncio.sleep(0 if started else tick)
-        if self.stopping or self._starting:
-            await asyncio.gather(*self.stopping, *self._starting.values(), return_exceptions=True)
-        for job in self._polls.values():
-            job.cancel()
+        await self.work.drain()
+        self.observer.poller.cancel()
         if self._health_job is not None:
             self._health_job.cancel()
         await self.close()

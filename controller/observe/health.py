@@ -23,13 +23,15 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable
 
 from controller.executors.ssh import remote
-from controller.executors.base import HostUnreachable
+from controller.executors.base import Executor, HostUnreachable
 from controller.model import ACTIVE, Desired, Host, Phase, RunReport
 from controller.text import first_line
 
@@ -55,17 +57,29 @@ class HostWatch:
         self.read_only = read_only
         self.lost_grace = lost_grace
         self.clock = clock
-        self.down: dict[str, str] = {}          # host -> why; the planner places nothing there
+        self._down: dict[str, str] = {}         # host -> why; the planner places nothing there
         self.unreachable: set[str] = set()      # down because it cannot be reached: no polls
         self.health: dict[str, Health] = {}
+        self._checked: dict[str, Host] = {}     # hosts as the last round of checks saw them
         # run id -> when its host was first found unreachable; on disk, so a
         # restarted controller does not give a lost host a fresh grace period.
         self.lost_since: dict[str, datetime] = {
             r: t for r, t in ((r, _time(v)) for r, v in self._load("lost.json").items()) if t}
         self.abandoned: dict[str, str] = self._load("abandoned.json")   # run id -> host
 
+    @property
+    def down(self) -> Mapping[str, str]:
+        """Host -> why it is down, as checks, polls, starts and stops found it."""
+        return MappingProxyType(self._down)
+
+    def unchecked(self, host: Host) -> bool:
+        """An SSH host that no health check has seen as it is now gets no runs yet."""
+        return (not host.is_local and host.max_concurrent > 0
+                and self._checked.get(host.name) != host)
+
     # ---- health ----------------------------------------------------------------
-    async def check(self, desired: Desired, executor_for, busy: set[str]) -> None:
+    async def check(self, desired: Desired, executor_for: Callable[[Host], Executor | None],
+                    busy: set[str]) -> None:
         """One round over every host; `busy`: hosts with runs in flight or abandoned."""
         hosts = [h for h in desired.hosts.values() if not h.is_local]
         # A drained host gets no runs, so its health decides nothing: spare the connection.
@@ -73,7 +87,7 @@ class HostWatch:
         results = await asyncio.gather(*(self._check_one(h, desired, executor_for(h))
                                          for h in hosts))
         checked = dict(zip((h.name for h in hosts), results))
-        for name in list(self.down):
+        for name in list(self._down):
             # Local hosts are not probed: a failed local start is retried next round.
             if name not in checked:
                 self._up(name)
@@ -85,6 +99,7 @@ class HostWatch:
                 self.mark_down(name, health.error, reachable=health.reachable)
         self.health = {n: h for n, h in self.health.items() if n in desired.hosts}
         self._save("hosts.json", {n: asdict(h) for n, h in sorted(self.health.items())})
+        self._checked = dict(desired.hosts)
 
     async def _check_one(self, host: Host, desired: Desired, executor) -> Health:
         now = self.clock().isoformat()
@@ -126,16 +141,16 @@ class HostWatch:
         return versions, errors
 
     def mark_down(self, host: str, why: str, reachable: bool = False) -> None:
-        if self.down.get(host) != why:
+        if self._down.get(host) != why:
             log.warning("host %s is down: %s", host, why)
-        self.down[host] = why
+        self._down[host] = why
         if reachable:
             self.unreachable.discard(host)
         else:
             self.unreachable.add(host)
 
     def _up(self, host: str) -> None:
-        if self.down.pop(host, None) is not None:
+        if self._down.pop(host, None) is not None:
             log.info("host %s is up again", host)
         self.unreachable.discard(host)
 
