@@ -1,7 +1,9 @@
-"""The one asyncio owner: the reconcile loop and the dispatch of actions.
+"""The one asyncio owner: the reconcile loop, the dispatch of actions, the work in flight.
 
 `core.Engine` composes the git store, the desired-state builder, the
-observers, the planner and the executors, and owns all mutable state; the
-HTTP threads (http/) will hand it requests with run_coroutine_threadsafe.
-Imports every lower layer; only cli/ (and http/) import it.
+observer (observe/), the planner, a `dispatch.Dispatcher` and the executors,
+handing each part its dependencies explicitly; `inflight.InFlight` is the one
+record of the starts, stops and cleanups going on. The HTTP threads (http/)
+will hand it requests with run_coroutine_threadsafe. Imports every lower
+layer; only cli/ (and http/) import it.
 """

@@ -145,7 +145,7 @@ class Engine:
 
     def _cold_focus(self) -> set[str]:
         """Tasks a first pass must look at; finished tasks with an unchanged spec need nothing."""
-        d = self.desired
+        d = self._now()
         todo = {t for t in d.tasks if t not in self.book}
         todo |= {t for t, task in d.tasks.items() if task.rerun is not None}
         todo |= set(d.invalid)

@@ -28,15 +28,24 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable
+from typing import Any, Callable, Protocol, cast
 
 from controller.executors.ssh import remote
 from controller.executors.base import Executor, HostUnreachable
+from controller.config import SSHConfig
 from controller.model import ACTIVE, Desired, Host, Phase, RunReport
 from controller.text import first_line
+from controller.status.book import StatusBook
 
 log = logging.getLogger("fleet")
 LINE_LIMIT = 200        # characters kept of a probe's or a version command's line
+
+
+class Prober(Protocol):
+    """What a health check asks of an SSH host's executor, beyond the Executor protocol."""
+    async def workdir(self, host: Host, fresh: bool = False) -> str: ...
+    async def run(self, host: Host, command: str, timeout: float | None = None,
+                  fresh: bool = False) -> tuple[int | None, bytes, bytes]: ...
 
 
 @dataclass
@@ -101,10 +110,11 @@ class HostWatch:
         self._save("hosts.json", {n: asdict(h) for n, h in sorted(self.health.items())})
         self._checked = dict(desired.hosts)
 
-    async def _check_one(self, host: Host, desired: Desired, executor) -> Health:
+    async def _check_one(self, host: Host, desired: Desired, found: Executor | None) -> Health:
         now = self.clock().isoformat()
-        if executor is None:
+        if found is None:
             return Health(False, now, f"no executor for address {host.address!r}")
+        executor = cast(Prober, found)     # only SSH hosts are checked
         try:
             workdir = await executor.workdir(host, fresh=True)
             code, out, err = await executor.run(host, remote.probe(workdir, create=not self.read_only))
@@ -120,22 +130,23 @@ class HostWatch:
         return Health(not errors, now, error, git=text.splitlines()[-1] if text else "",
                       versions=versions)
 
-    async def _versions(self, host: Host, desired: Desired, executor
+    async def _versions(self, host: Host, desired: Desired, executor: Prober
                         ) -> tuple[dict[str, str], list[str]]:
         """Each agent profile this host may run: its `version` output, or why it failed."""
-        agents = [a for a in desired.agents.values()
+        agents = [(a, a.version) for a in desired.agents.values()
                   if a.version and a.requires <= host.capabilities]
         answers = await asyncio.gather(*(
-            executor.run(host, remote.version(a.version, list(host.env) + list(a.env)))
-            for a in agents))
-        versions, errors = {}, []
-        for agent, (code, out, err) in zip(agents, answers):
+            executor.run(host, remote.version(argv, list(host.env) + list(a.env)))
+            for a, argv in agents))
+        versions: dict[str, str] = {}
+        errors: list[str] = []
+        for (agent, argv), (code, out, err) in zip(agents, answers):
             line = first_line(out, LINE_LIMIT)
             if code == 0:
                 versions[agent.name] = line
                 continue
             how = f"failed (exit {code})" if code is not None else first_line(err, LINE_LIMIT)
-            errors.append(f"{host.name}: agent {agent.name}: `{' '.join(agent.version)}` "
+            errors.append(f"{host.name}: agent {agent.name}: `{' '.join(argv)}` "
                           f"{how}: {line or 'no output'}; install it there "
                           "or remove the capability from the host")
         return versions, errors
@@ -193,17 +204,17 @@ class HostWatch:
                 if h in desired.hosts and h not in self.unreachable]
 
     # ---- files -----------------------------------------------------------------
-    def load_health(self) -> dict[str, dict]:
+    def load_health(self) -> dict[str, Any]:
         return self._load("hosts.json")
 
-    def _load(self, name: str) -> dict:
+    def _load(self, name: str) -> dict[str, Any]:
         try:
             data = json.loads((self.state_dir / name).read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _save(self, name: str, data: dict) -> None:
+    def _save(self, name: str, data: Mapping[str, object]) -> None:
         if self.read_only:
             return      # `fleet plan` leaves the running controller's records alone
         path = self.state_dir / name
@@ -222,12 +233,21 @@ def _time(text: object) -> datetime | None:
         return None
 
 
-def busy_hosts(book, watch: HostWatch) -> set[str]:
+def busy_hosts(book: StatusBook, watch: HostWatch) -> set[str]:
     """Hosts with a run in flight or an abandoned run: checked even when drained."""
     return {st.host for st in book.in_states(*ACTIVE) if st.host} | set(watch.abandoned.values())
 
 
-async def scan_command(engine, name: str) -> int:
+class Scanning(Protocol):
+    """What `fleet hosts scan` needs of the engine (engine.core.Engine)."""
+    ssh_settings: SSHConfig
+
+    @property
+    def desired(self) -> Desired | None: ...
+    async def sync(self) -> bool: ...
+
+
+async def scan_command(engine: Scanning, name: str) -> int:
     """`fleet hosts scan NAME`: the known_hosts line for the key the host presents.
 
     The line goes to stdout (so `>> known_hosts` works), the fingerprint and
@@ -235,13 +255,15 @@ async def scan_command(engine, name: str) -> int:
     """
     from controller.executors.ssh.executor import scan           # asyncssh stays out of every other command
     await engine.sync()
-    host = engine.desired.hosts.get(name)
+    desired = engine.desired
+    assert desired is not None      # sync() raises when it cannot read the repo
+    host = desired.hosts.get(name)
     if host is None or host.is_local:
         why = "is local: it needs no SSH" if host else f"does not exist (no hosts/{name}.yaml)"
         print(f"fleet: host {name} {why}", file=sys.stderr)
         return 2
     try:
-        line, fingerprint = await scan(host, engine.ssh_settings, engine.desired.hosts.get)
+        line, fingerprint = await scan(host, engine.ssh_settings, desired.hosts.get)
     except HostUnreachable as e:
         print(f"fleet: {e}", file=sys.stderr)
         return 2
