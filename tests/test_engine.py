@@ -311,6 +311,9 @@ def test_an_assignment_on_a_host_that_went_down_before_the_start_moves_without_a
     async def scenario():
         await engine.sync()
         engine.watch.mark_down(first["host"], "its agent's version check failed", reachable=True)
+        seen = await engine.observe()       # facts only: the planner decides what they mean
+        assert first["run_id"] in seen.absent and first["run_id"] not in seen.runs
+        assert not seen.launched and first["host"] in seen.hosts_down
         await engine.step()                 # the host answers: the run never started there
         await engine.step()
     asyncio.run(scenario())
