@@ -327,7 +327,7 @@ class Engine:
                 break
             await asyncio.sleep(0 if started else tick)
         await self.work.drain()
-        self.observer.poller.cancel()
+        self.observer.cancel()
         if self._health_job is not None:
             self._health_job.cancel()
         await self.close()

@@ -42,11 +42,11 @@ class Observer:
         self._watch = watch
         self._targets = targets
         self._known = known
-        self.poller = RunPoller(executor_for, host_of, watch)
+        self._poller = RunPoller(executor_for, host_of, watch)
 
     async def observe(self, desired: Desired, book: StatusBook, work: WorkFacts) -> Observed:
         by_host = _runs_by_host(book.in_flight())
-        polled = await self.poller.poll(by_host, work.starting, work.start_failures)
+        polled = await self._poller.poll(by_host, work.starting, work.start_failures)
         runs = polled.runs
         for run_id in set(work.stopping) & set(runs):
             # A stop still in its TERM grace: the run's slot stays taken until
@@ -58,6 +58,10 @@ class Observer:
         return Observed(statuses=book, runs=runs, merged=frozenset(merged),
                         hosts_down=self._hosts_down(desired, polled.slow), stale=stale,
                         launched=frozenset(work.launched), absent=polled.absent)
+
+    def cancel(self) -> None:
+        """Stop waiting for polls still going (the engine is shutting down)."""
+        self._poller.cancel()
 
     def unchecked(self, desired: Desired) -> list[str]:
         """Hosts no health check has seen as they are now: they get no runs yet."""
