@@ -164,7 +164,7 @@ class Engine:
         removed or a task file broken mid-run does not lose the run."""
         flight = self.book.in_flight() + self.book.in_states(State.REVIEW_PENDING)
         self.known.update(desired, flight)
-        live = {st.run_id for st in flight} | {st.stopping[1] for st in flight if st.stopping}
+        live = {st.run_id for st in flight} | {st.stopping.run_id for st in flight if st.stopping}
         self.work.keep_failures(r for r in live if r is not None)
 
     # ---- one pass ------------------------------------------------------------------------

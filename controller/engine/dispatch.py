@@ -17,7 +17,7 @@ from typing import Callable
 
 from controller.engine.inflight import InFlight
 from controller.executors.base import Executor, HostUnreachable, RunSpec
-from controller.model import (TERMINAL, Desired, Host, Phase, Result, RunReport, StartRun,
+from controller.model import (TERMINAL, Desired, Host, Outcome, Phase, Result, RunReport, StartRun,
                               Status, StopRun, Task)
 from controller.observe.health import HostWatch
 from controller.plan.runspec import make_spec
@@ -69,7 +69,7 @@ class Dispatcher:
             # The executor refused the spec (bad env name, NUL byte, ...): a
             # failed attempt whose message says what to fix, not a crash.
             self._work.start_failed(RunReport(
-                action.run_id, Phase.EXITED, result=Result(outcome="failure", summary=str(e)),
+                action.run_id, Phase.EXITED, result=Result(outcome=Outcome.FAILURE, summary=str(e)),
                 error=f"cannot start the run: {e}"))
 
     def _unreachable(self, action: StartRun, why: str) -> None:

@@ -24,7 +24,7 @@ class LastKnown:
         hosts: dict[str, Host] = {}
         specs: dict[str, Task] = {}
         for st in flight:
-            for name in (st.host, st.stopping[0] if st.stopping else None):
+            for name in (st.host, st.stopping.host if st.stopping else None):
                 if name is not None and (h := self.host(desired, name)) is not None:
                     hosts[name] = h
             if (t := desired.tasks.get(st.task) or self._specs.get(st.task)) is not None:

@@ -90,7 +90,7 @@ def _runs_by_host(flight: list[Status]) -> dict[str, list[str]]:
         if st.state in ACTIVE:
             by_host.setdefault(st.host or "", []).append(st.run_id or "")
         if st.stopping is not None:
-            by_host.setdefault(st.stopping[0], []).append(st.stopping[1])
+            by_host.setdefault(st.stopping.host, []).append(st.stopping.run_id)
     return by_host
 
 

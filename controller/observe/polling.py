@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from controller.executors.base import Executor, HostUnreachable
-from controller.model import Host, Phase, Result, RunReport
+from controller.model import Host, Outcome, Phase, Result, RunReport
 from controller.observe.health import HostWatch
 
 log = logging.getLogger("fleet")
@@ -148,7 +148,7 @@ class RunPoller:
             self._watch.mark_down(host.name, why)
             return self._lost(host.name, todo, why)
         why = f"cannot read the run's result: {why}"
-        return [RunReport(r, Phase.EXITED, error=why, result=Result(outcome="failure", summary=why))
+        return [RunReport(r, Phase.EXITED, error=why, result=Result(outcome=Outcome.FAILURE, summary=why))
                 for r in todo]
 
     def _lost(self, host: str, run_ids: list[str], why: str) -> list[RunReport]:
