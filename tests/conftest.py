@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# Every test fails when it leaks an asyncio task (see leaks.py): a fixture and a
+# hook, defined there, found by pytest here.
+from .leaks import no_leaked_tasks, pytest_runtest_call  # noqa: F401
+
+pytest_plugins = ["pytester"]   # test_leaks.py runs an inner session
+
 # Under CI=true a skip is a failure: a test that cannot run on CI's machine hides
 # a broken machine or a missing file. Only a test marked `opt_in` (documented in
 # pyproject.toml's markers: it runs when asked for) may skip there.
