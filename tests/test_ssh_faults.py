@@ -16,6 +16,8 @@ import subprocess
 
 import pytest
 
+from controller.observe.polling import POLL_BUDGET
+
 from .sshd import Sshd
 from .sshkit import SSHWorld, group_alive, run_once, run_while, state_of, until
 
@@ -173,14 +175,17 @@ def test_a_host_cut_off_by_the_network_and_reconnected(tmp_path, netns):
 
 
 def test_a_slow_host_does_not_slow_the_passes_for_the_others(tmp_path):
-    """ssh-2 answers every command in 4 s (its shell startup sleeps): a task on
-    ssh-1 must still go through in about the time it takes on its own."""
+    """Once ssh-2 answers every command in 4 s (its shell startup sleeps, more than a
+    pass's poll budget), a task on ssh-1 must still go through in about the time it
+    takes on its own. ssh-2 turns slow only once its run is going: a slow setup would
+    cost a test some 20 s and show nothing more."""
     fast, slow = Sshd(tmp_path / "sshd1").start(), Sshd(tmp_path / "sshd2")
     shutil.copy(fast.root / "authorized_keys", slow.root / "authorized_keys")
-    (tmp_path / "slow.sh").write_text("sleep 4\n")
+    slowness, slowed = tmp_path / "slow.sh", tmp_path / "slowed.log"
+    slowness.write_text("")
     config = slow.root / "sshd_config"
     config.write_text(config.read_text().replace(
-        "SetEnv SHLVL=1", f"SetEnv SHLVL=1 BASH_ENV={tmp_path / 'slow.sh'}"))
+        "SetEnv SHLVL=1", f"SetEnv SHLVL=1 BASH_ENV={slowness}"))
     slow.start()
     try:
         fast.known_hosts.write_text(fast.known_hosts_line() + slow.known_hosts_line())
@@ -194,21 +199,23 @@ def test_a_slow_host_does_not_slow_the_passes_for_the_others(tmp_path):
         took = []
 
         async def scenario():
-            job = asyncio.create_task(engine.run(once=False, tick=0.05, poll_interval=0.2))
-            try:
-                await until(lambda: state_of(w, "long") == "running", 120)
-                w.task("quick", agent="count", requires=["one"])
-                started = asyncio.get_running_loop().time()
-                await asyncio.to_thread(w.push, "quick")
-                await until(lambda: state_of(w, "quick") == "review_pending", 60)
-                took.append(asyncio.get_running_loop().time() - started)
-                await engine.dispatcher.stop_run(engine._ssh, engine.desired.hosts["ssh-2"],
-                                                 w.status("long")["run_id"],
-                                                 engine.desired.settings.cancel_grace)
-            finally:
-                job.cancel()
-        asyncio.run(scenario())
+            await until(lambda: state_of(w, "long") == "running", 120)
+            slowness.write_text(f"echo slow >> {slowed}; sleep 4\n")
+            # The first slow poll holds one pass for the whole budget; after it ssh-2
+            # is known slow and no pass waits for it (the case under test).
+            await until(slowed.exists, 30)
+            await asyncio.sleep(POLL_BUDGET + 0.5)
+            w.task("quick", agent="count", requires=["one"])
+            started = asyncio.get_running_loop().time()
+            await asyncio.to_thread(w.push, "quick")
+            await until(lambda: state_of(w, "quick") == "review_pending", 60)
+            took.append(asyncio.get_running_loop().time() - started)
+            slowness.write_text("")
+            w.task("long", agent="sleepy", requires=["two"], cancel=True)
+            await asyncio.to_thread(w.push, "cancel long")   # --once then ends
+        asyncio.run(run_while(engine, scenario))
         assert took[0] < 4, f"a task on the fast host waited {took[0]:.1f} s for the slow one"
+        assert state_of(w, "long") == "cancelled"
     finally:
         fast.kill()
         slow.kill()
