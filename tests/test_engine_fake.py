@@ -285,6 +285,54 @@ def test_run_once_finishes_when_the_scripted_run_ends(tmp_path):
     assert [s.task_id for s in r.fake.starts] == ["a"]
 
 
+def test_feedback_starts_a_revision_on_the_same_branch(tmp_path):
+    r = Rig(tmp_path)
+    r.task("doc")
+    r.fake.script("doc", Exit(SUCCESS), Exit(SUCCESS, changes=False))
+    r.w.push()
+
+    async def scenario():
+        await r.pass_()
+        await r.pass_()
+        assert r.status("doc")["state"] == "review_pending"
+        r.task("doc", feedback=["Mention the tests."])
+        await asyncio.to_thread(r.w.push, "feedback on doc")
+        await r.pass_()
+        st = r.status("doc")
+        assert st["state"] == "assigned" and st["review_count"] == 1
+        revision = r.fake.starts[-1]
+        assert revision.from_branch and revision.branch == "task/doc"
+        assert "Mention the tests." in revision.prompt
+        await r.pass_()         # a revision may change nothing: it still goes to review
+        st = r.status("doc")
+        assert st["state"] == "review_pending" and st["review_count"] == 1
+        assert "revising" in states(st) and len(r.fake.starts) == 2
+    drive(scenario)
+
+
+def test_a_rerun_stops_the_old_run_before_the_new_one_starts(tmp_path):
+    r = Rig(tmp_path)
+    r.task("t")
+    r.w.push()
+
+    async def scenario():
+        await r.pass_()
+        await r.pass_()
+        old = r.fake.starts[0].run_id
+        r.task("t", rerun="1")
+        await asyncio.to_thread(r.w.push, "rerun t")
+        await r.pass_()
+        assert r.fake.stops and r.fake.stops[0][1] == old
+        assert len(r.fake.starts) == 1      # the new run waits until the stop is seen done
+        while len(r.fake.starts) == 1 and len(r.fake.stops) < 5:
+            await r.pass_()
+        new = r.fake.starts[-1]
+        assert new.run_id != old and new.attempt == 1
+        assert r.fake.live() == [new.run_id]        # never two live runs of one task
+        assert r.fake.run(old).report.result.outcome == "interrupted"
+    drive(scenario)
+
+
 def _fleet_yaml(r: Rig) -> dict:
     import yaml
     return yaml.safe_load((r.w.person / "fleet.yaml").read_text())
