@@ -316,6 +316,8 @@ def test_an_assignment_on_a_host_that_went_down_before_the_start_moves_without_a
         assert not seen.launched and first["host"] in seen.hosts_down
         await engine.step()                 # the host answers: the run never started there
         await engine.step()
+        await engine.work.drain()           # the start on the spare host, begun in the background
+        await engine.close()
     asyncio.run(scenario())
     st = w.status("t")
     assert st["host"] != first["host"] and st["attempt"] == 1

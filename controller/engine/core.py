@@ -286,7 +286,21 @@ class Engine:
 
     async def run(self, once: bool, poll_interval: float | None = None,
                   tick: float = 0.5, max_passes: int | None = None) -> None:
-        """The controller loop. --once: until nothing is in flight and nothing can start."""
+        """The controller loop. --once: until nothing is in flight and nothing can start.
+
+        However it ends (done, an error, cancelled), the polls and health checks it
+        began are cancelled and SSH closed, so no task outlives the loop."""
+        try:
+            await self._loop(once, poll_interval, tick, max_passes)
+            await self.work.drain()
+        finally:
+            self.observer.cancel()
+            if self._health_job is not None:
+                self._health_job.cancel()
+            await self.close()
+
+    async def _loop(self, once: bool, poll_interval: float | None, tick: float,
+                    max_passes: int | None) -> None:
         interval = poll_interval
         self.targets.refresh()
         passes = 0
@@ -326,11 +340,6 @@ class Engine:
             if once and not started and not self.busy():
                 break
             await asyncio.sleep(0 if started else tick)
-        await self.work.drain()
-        self.observer.cancel()
-        if self._health_job is not None:
-            self._health_job.cancel()
-        await self.close()
 
     async def close(self) -> None:
         """Close the SSH connections (runs on the hosts go on)."""
