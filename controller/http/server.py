@@ -18,10 +18,11 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import waitress  # type: ignore[import-untyped]
 from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+from waitress import wasyncore
 from waitress.task import ErrorTask  # type: ignore[import-untyped]
 
 from controller.http.deps import WEBHOOK_BODY_LIMIT
@@ -93,20 +94,41 @@ class _Running:
         return str(self.server.effective_host), int(self.server.effective_port)
 
     def stop(self) -> None:
-        """Close every socket from inside the loop (the only safe place), then its workers."""
+        """Stop accepting, let the workers finish (bounded), then close the rest in the loop.
+
+        The order matters: a worker that finishes a response wakes the loop
+        through the trigger, so the trigger may close only once the workers are
+        gone; and sockets are closed from inside the loop, their only owner.
+        """
+        self._in_loop(lambda: wasyncore.dispatcher.close(self.server))
+        self.server.task_dispatcher.shutdown(timeout=JOIN_TIMEOUT_S)
         socket_map = self.server._map
 
         def close_all() -> None:
             for dispatcher in list(socket_map.values()):
                 dispatcher.close()
-        if self.thread.is_alive():
-            self.server.trigger.pull_trigger(close_all)
-        else:
-            close_all()
+            self.server.trigger.close()
+        self._in_loop(close_all)
         self.thread.join(JOIN_TIMEOUT_S)
-        self.server.task_dispatcher.shutdown(timeout=JOIN_TIMEOUT_S)
         if self.thread.is_alive():
             log.warning("%s: the HTTP loop did not stop within %ss", self.listener.key,
+                        JOIN_TIMEOUT_S)
+
+    def _in_loop(self, thunk: Callable[[], None]) -> None:
+        """Run `thunk` in the loop's thread, or here when the loop is not running."""
+        if not self.thread.is_alive():
+            thunk()
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                thunk()
+            finally:
+                done.set()
+        self.server.trigger.pull_trigger(run)
+        if not done.wait(JOIN_TIMEOUT_S):
+            log.warning("%s: the HTTP loop did not answer within %ss", self.listener.key,
                         JOIN_TIMEOUT_S)
 
 
