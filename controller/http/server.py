@@ -60,7 +60,11 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
 
     def execute(self) -> None:
         error = self.request.error
-        body = json.dumps({"error": f"{error.reason}: {error.body}"}).encode()
+        message = f"{error.reason}: {error.body}"
+        if error.code == 413:
+            limit = self.channel.server.adj.max_request_body_size - 1
+            message = f"body is over the limit of {limit} bytes"
+        body = json.dumps({"error": message}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -109,6 +113,8 @@ class _Running:
                 dispatcher.close()
             self.server.trigger.close()
         self._in_loop(close_all)
+        if self.thread.ident is None:       # bound but never started: nothing to join
+            return
         self.thread.join(JOIN_TIMEOUT_S)
         if self.thread.is_alive():
             log.warning("%s: the HTTP loop did not stop within %ss", self.listener.key,
