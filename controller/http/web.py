@@ -23,6 +23,17 @@ def request_id() -> str:
     return str(bottle.request.environ.get(REQUEST_ID, "-"))
 
 
+def header(name: str) -> str | None:
+    """A request header as WSGI gives it (latin-1 text), or None.
+
+    Not bottle's get_header(), which decodes the bytes again as UTF-8 and raises
+    on a header that is not: any header is input, and input is never a 500.
+    """
+    key = "HTTP_" + name.upper().replace("-", "_")
+    value = bottle.request.environ.get(key)
+    return value if isinstance(value, str) else None
+
+
 def read_body(limit: int) -> bytes:
     """The raw request body, refused with 413 when Content-Length says it is over `limit`."""
     declared = bottle.request.environ.get("CONTENT_LENGTH") or "0"

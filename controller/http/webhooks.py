@@ -23,7 +23,7 @@ from controller.http.deliveries import Claim, Deliveries, DeliveryBusy
 from controller.http.deps import SECRET_ENV, SECRET_KEY, AppDeps
 from controller.http.payload import BadPayload, UnsupportedMediaType, decode
 from controller.http.signatures import FAMILIES, check
-from controller.http.web import fail, read_body, request_id
+from controller.http.web import fail, header, read_body, request_id
 
 log = logging.getLogger("fleet.http")
 
@@ -53,7 +53,7 @@ def _receive(forge: Forge, deps: AppDeps, deliveries: Deliveries) -> Answer:
     if deps.webhook_secret is None:
         fail(403, NO_SECRET)
     family = FAMILIES[forge]
-    problem = check(forge, deps.webhook_secret, raw, bottle.request.get_header(family.signature))
+    problem = check(forge, deps.webhook_secret, raw, header(family.signature))
     if problem is not None:
         fail(401, problem)
     event_name = _header(family.event, EVENT_RE, "an event name")
@@ -67,7 +67,7 @@ def _receive(forge: Forge, deps: AppDeps, deliveries: Deliveries) -> Answer:
 
 
 def _header(name: str, pattern: re.Pattern[str], what: str) -> str:
-    value = bottle.request.get_header(name)
+    value = header(name)
     if value is None:
         fail(400, f"missing {name} header")
     if not pattern.match(value):
