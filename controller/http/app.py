@@ -16,7 +16,7 @@ import secrets
 import time
 from typing import Any, Callable
 
-import bottle  # type: ignore[import-untyped]
+import bottle
 
 from controller.http import webhooks
 from controller.http.deliveries import Deliveries

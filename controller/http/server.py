@@ -20,10 +20,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import waitress  # type: ignore[import-untyped]
-from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+import waitress
+from waitress.channel import HTTPChannel
 from waitress import wasyncore
-from waitress.task import ErrorTask  # type: ignore[import-untyped]
+from waitress.task import ErrorTask
 
 from controller.http.deps import WEBHOOK_BODY_LIMIT
 

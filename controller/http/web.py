@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-import bottle  # type: ignore[import-untyped]
+import bottle
 
 REQUEST_ID = "fleet.request_id"      # environ keys set by the app's before_request hook
 STARTED = "fleet.started"

@@ -15,7 +15,7 @@ import logging
 import re
 from typing import Any, Callable
 
-import bottle  # type: ignore[import-untyped]
+import bottle
 
 from controller.events import Forge, Ignored, Ping, WebhookDelivery, WebhookEvent
 from controller.http import parse_gitea, parse_github
