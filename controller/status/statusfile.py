@@ -18,8 +18,6 @@ import math
 import re
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _json_quote  # json's quoting, the C one
-from typing import Any
-
 import yaml
 
 from controller.model import (HISTORY_LIMIT, Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
@@ -40,6 +38,8 @@ _ODD = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 _EMPTY_TOKENS = Tokens()
 _STATE_TEXT = {s: s.value for s in State}
+_STATES = {s.value: s for s in State}         # the reading side: text -> State
+_OUTCOMES = {o.value: o for o in Outcome}
 
 
 # ---- emitting --------------------------------------------------------------
@@ -121,7 +121,7 @@ def _scalar(text: str) -> str:
     return _ODD.sub(_escape_odd, quoted) if _ODD.search(quoted) else quoted
 
 
-def _escape_odd(m: re.Match) -> str:
+def _escape_odd(m: re.Match[str]) -> str:
     c = ord(m.group())
     return "\ufffd" if 0xD800 <= c <= 0xDFFF else f"\\u{c:04x}"
 
@@ -158,8 +158,8 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
                          f"got {type(doc).__name__}")
     r = _Reader(doc, where)
     return Status(
-        task=r.text("task", required=True),
-        state=r.state("state", required=True),
+        task=r.required_text("task"),
+        state=r.required_state("state"),
         message=r.text("message") or "",
         attempt=r.integer("attempt"),
         review_count=r.integer("review_count"),
@@ -188,7 +188,7 @@ def _load_pr(doc: dict[str, object] | None, where: str) -> PullRequest | None:
     if doc is None:
         return None
     r = _Reader(doc, f"{where}: pr")
-    number = r.integer("number", None)
+    number = r.optional_integer("number")
     if number is None or number < 1:
         raise ValueError(f"{where}: pr: field 'number' must be a PR number (a whole number "
                          f">= 1), got {doc.get('number')!r}")
@@ -212,17 +212,17 @@ def _load_stopping(doc: dict[str, object] | None, where: str) -> RunRef | None:
     return RunRef(host, run_id)
 
 
-def _load_result(doc: Any, where: str) -> Result | None:
+def _load_result(doc: object, where: str) -> Result | None:
     if doc is None:
         return None
     r = _Reader(doc, f"{where}: result")
-    tokens = _Reader(doc.get("tokens") or {}, f"{where}: result.tokens")
-    cost = doc.get("cost_usd")
+    tokens = _Reader(r.doc.get("tokens") or {}, f"{where}: result.tokens")
+    cost = r.doc.get("cost_usd")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
         raise ValueError(f"{where}: result.cost_usd must be a number, got {cost!r}")
     return Result(
         outcome=r.outcome("outcome"),
-        exit_code=r.integer("exit_code", None),
+        exit_code=r.optional_integer("exit_code"),
         summary=r.text("summary") or "",
         session_id=r.text("session_id"),
         cost_usd=None if cost is None else float(cost),
@@ -231,7 +231,7 @@ def _load_result(doc: Any, where: str) -> Result | None:
     )
 
 
-def _load_history(doc: Any, where: str) -> tuple[Transition, ...]:
+def _load_history(doc: object, where: str) -> tuple[Transition, ...]:
     if doc is None:
         return ()
     if not isinstance(doc, list):
@@ -239,30 +239,35 @@ def _load_history(doc: Any, where: str) -> tuple[Transition, ...]:
     out = []
     for i, item in enumerate(doc):
         r = _Reader(item, f"{where}: history[{i}]")
-        out.append(Transition(at=r.time("at", required=True), from_=r.state("from"),
-                              to=r.state("to", required=True), reason=r.text("reason") or ""))
+        out.append(Transition(at=r.required_time("at"), from_=r.state("from"),
+                              to=r.required_state("to"), reason=r.text("reason") or ""))
     return tuple(out)
 
 
 class _Reader:
-    """Typed field access on one parsed mapping, with errors that name the field."""
+    """Typed field access on one parsed mapping, with errors that name the field.
 
-    def __init__(self, doc: Any, where: str):
+    A field a status must have is read by a `required_*` method, which raises
+    when it is missing; the others return None (or the integer default) then.
+    """
+
+    def __init__(self, doc: object, where: str):
         if not isinstance(doc, dict):
             raise ValueError(f"{where}: expected a mapping, got {type(doc).__name__}")
-        self.doc, self.where = doc, where
+        self.doc: dict[object, object] = doc
+        self.where = where
 
-    def _get(self, key: str, required: bool) -> Any:
+    def _get(self, key: str, required: bool) -> object:
         value = self.doc.get(key)
         if value is None and required:
             raise ValueError(f"{self.where}: required field {key!r} is missing")
         return value
 
-    def _bad(self, key: str, want: str, value: Any) -> ValueError:
+    def _bad(self, key: str, want: str, value: object) -> ValueError:
         return ValueError(f"{self.where}: field {key!r} must be {want}, got {value!r}")
 
-    def text(self, key: str, required: bool = False) -> str | None:
-        value = self._get(key, required)
+    def text(self, key: str) -> str | None:
+        value = self._get(key, False)
         if value is not None and not isinstance(value, str):
             raise self._bad(key, "a string", value)
         return value
@@ -273,40 +278,44 @@ class _Reader:
             raise self._bad(key, "a string", value)
         return value
 
-    def integer(self, key: str, default: int | None = 0) -> int | None:
+    def integer(self, key: str, default: int = 0) -> int:
+        value = self.optional_integer(key)
+        return default if value is None else value
+
+    def optional_integer(self, key: str) -> int | None:
         value = self.doc.get(key)
         if value is None:
-            return default
+            return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(key, "an integer", value)
         return value
 
-    def state(self, key: str, required: bool = False) -> State | None:
-        value = self._get(key, required)
-        if value is None:
-            return None
-        try:
-            return State(value)
-        except ValueError:
-            known = ", ".join(s.value for s in State)
-            raise self._bad(key, f"one of {known}", value) from None
+    def state(self, key: str) -> State | None:
+        value = self._get(key, False)
+        return None if value is None else self._as_state(key, value)
+
+    def required_state(self, key: str) -> State:
+        return self._as_state(key, self._get(key, True))
+
+    def _as_state(self, key: str, value: object) -> State:
+        if isinstance(value, str) and value in _STATES:
+            return _STATES[value]
+        raise self._bad(key, f"one of {', '.join(_STATES)}", value)
 
     def outcome(self, key: str) -> Outcome:
         value = self._get(key, True)
-        try:
-            return Outcome(value)
-        except ValueError:
-            known = ", ".join(o.value for o in Outcome)
-            raise self._bad(key, f"one of {known}", value) from None
+        if isinstance(value, str) and value in _OUTCOMES:
+            return _OUTCOMES[value]
+        raise self._bad(key, f"one of {', '.join(_OUTCOMES)}", value)
 
-    def time(self, key: str, required: bool = False) -> datetime | None:
-        value = self._get(key, required)
+    def time(self, key: str) -> datetime | None:
+        value = self._get(key, False)
         return None if value is None else self._as_time(key, value)
 
     def required_time(self, key: str) -> datetime:
         return self._as_time(key, self._get(key, True))
 
-    def _as_time(self, key: str, value: Any) -> datetime:
+    def _as_time(self, key: str, value: object) -> datetime:
         if isinstance(value, str):
             try:
                 value = datetime.fromisoformat(value)
