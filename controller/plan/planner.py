@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Iterable, TypedDict, Unpack
 
 from controller.model import (ACTIVE, HISTORY_LIMIT, TERMINAL, Action, DeleteStatus, Desired, Observed,
                     Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
@@ -26,9 +26,27 @@ from controller.plan.placement import Placement
 WANTS_HOST = (State.CREATED, State.BLOCKED, State.REVISING)
 
 
+class _Changes(TypedDict, total=False):
+    """The Status fields a transition may change along with the state, message,
+    history and last_activity_at that `_Pass.move` sets itself."""
+    attempt: int
+    review_count: int
+    host: str | None
+    run_id: str | None
+    spec_commit: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    retry_at: datetime | None
+    result: Result | None
+    runs: int
+    feedback_seen: int
+    feedback_last: str | None
+    rerun_seen: str | None
+
+
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based)."""
-    return min(base * 2 ** max(attempt - 1, 0), cap)
+    return min(base * (1 << max(attempt - 1, 0)), cap)     # 1 << n: 2 ** n typed as an int
 
 
 def run_id_for(task_id: str, seq: int, now: datetime) -> str:
@@ -88,7 +106,7 @@ class _Pass:
         st = self.statuses.get(task_id)
         return st if st is not None else self.observed.statuses.get(task_id)
 
-    def move(self, st: Status, to: State, reason: str, **changes) -> Status:
+    def move(self, st: Status, to: State, reason: str, **changes: Unpack[_Changes]) -> Status:
         hist = st.history + (Transition(self.now, st.state, to, reason),)
         new = replace(st, state=to, message=reason, history=hist[-HISTORY_LIMIT:],
                       last_activity_at=self.now, **changes)
@@ -111,9 +129,9 @@ class _Pass:
             self.runs.append(StopRun(st.task, st.host, st.run_id, reason))
             self.stops[st.task] = RunRef(st.host, st.run_id)
 
-    def _settle_stop(self, st: Status) -> Status:
-        """A stop asked for earlier: clear it once the run is gone, else ask again."""
-        host, run_id = st.stopping
+    def _settle_stop(self, st: Status, stopping: RunRef) -> Status:
+        """A stop asked for earlier (`st.stopping`): clear it once the run is gone, else ask again."""
+        host, run_id = stopping
         report = self.observed.runs.get(run_id)
         if report is None and host in self.observed.hosts_down:
             return st   # unknown while its host is down: keep waiting, claim nothing
@@ -131,21 +149,17 @@ class _Pass:
         invalid = self.desired.invalid.get(task_id)
         st = self.status(task_id)
         if st is not None and st.stopping is not None:
-            st = self._settle_stop(st)
-        if task is None and invalid is None:
-            if st is not None:
-                self._deleted(st)
+            st = self._settle_stop(st, st.stopping)
+        if task is None:
+            if invalid is None:
+                if st is not None:
+                    self._deleted(st)
+            else:
+                self._react_invalid(task_id, st if st is not None else self._create(task_id, None),
+                                    invalid)
             return
         if st is None:
             st = self._create(task_id, task)
-        if task is None:
-            stale = self.observed.stale.get(task_id)
-            if stale is not None and st.state in (State.ASSIGNED, State.RUNNING,
-                                                  State.REVIEW_PENDING):
-                _REACTIONS[st.state](self, st, stale)   # follow it to its end
-            else:
-                self._invalid(st, invalid)
-            return
         st = self._rerun(st, task)
         if task.cancel:
             self._cancel(st, task)
@@ -153,6 +167,15 @@ class _Pass:
         handler = _REACTIONS.get(st.state)
         if handler is not None:
             handler(self, st, task)
+
+    def _react_invalid(self, task_id: str, st: Status, why: str) -> None:
+        """A task whose file does not parse: follow a run of its last valid spec, else block."""
+        stale = self.observed.stale.get(task_id)
+        if stale is not None and st.state in (State.ASSIGNED, State.RUNNING,
+                                              State.REVIEW_PENDING):
+            _REACTIONS[st.state](self, st, stale)   # follow it to its end
+        else:
+            self._invalid(st, why)
 
     def _create(self, task_id: str, task: Task | None) -> Status:
         st = Status(task=task_id, state=State.CREATED, created_at=self.now,
@@ -325,14 +348,15 @@ class _Pass:
             return
         if not _new_feedback(st, task):
             return
-        seen = dict(feedback_seen=len(task.feedback), feedback_last=_feedback_digest(task.feedback))
+        seen, digest = len(task.feedback), _feedback_digest(task.feedback)
         if st.review_count >= task.max_reviews:
             self.move(st, State.FAILED, f"new feedback but the review limit is reached "
                       f"({st.review_count} of max_reviews {task.max_reviews})" + _rerun_hint(task),
-                      finished_at=self.now, **seen)
+                      finished_at=self.now, feedback_seen=seen, feedback_last=digest)
             return
         self.move(st, State.REVISING, f"feedback: {_lead_line(task.feedback[-1])[:120]}",
-                  review_count=st.review_count + 1, attempt=0, **seen)
+                  review_count=st.review_count + 1, attempt=0, feedback_seen=seen,
+                  feedback_last=digest)
 
     # ---- phase 2: place the tasks that want a host -------------------------------
     def _place(self, ids: list[str]) -> None:
