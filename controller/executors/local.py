@@ -31,7 +31,7 @@ KILL_WAIT = 5.0             # how long to wait for KILLed processes to disappear
 # Wrappers started by this process, by pid, with their run dirs. Kept only to
 # reap them: a zombie still answers kill(pid, 0). Module-wide, so that any
 # LocalExecutor instance reaps what another one started.
-_CHILDREN: dict[int, tuple[str, subprocess.Popen]] = {}
+_CHILDREN: dict[int, tuple[str, subprocess.Popen[bytes]]] = {}
 
 
 def workdir(host: Host) -> str:

@@ -146,8 +146,8 @@ def read_snapshot(path: str) -> Snapshot | None:
     """A local run dir's snapshot, or None when there is no such run dir."""
     if not os.path.isdir(path):
         return None
-    mtimes = [_mtime(os.path.join(path, n)) for n in ("output", "stderr", "wrapper.log")]
-    mtimes = [m for m in mtimes if m is not None]
+    mtimes = [m for m in (_mtime(os.path.join(path, n)) for n in ("output", "stderr", "wrapper.log"))
+              if m is not None]
     fmt = (_read(os.path.join(path, "format")) or b"raw").decode("utf-8", "replace").strip()
     pid_text = (_read(os.path.join(path, "pid")) or b"").strip()
     result = _read(os.path.join(path, "result"))
