@@ -10,22 +10,54 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from typing import Iterable
+from typing import Any, Iterable, NotRequired, TypedDict
 
 from controller.engine.core import Engine
-from controller.model import ACTIVE, Action, DeleteStatus, Host, SetStatus, StartRun, StopRun, Status
+from controller.model import (ACTIVE, Action, DeleteStatus, Desired, Host, Outcome, SetStatus, StartRun, StopRun,
+                              Status)
 from controller.plan.planner import plan
 from controller.status.book import StatusBook
 
 
+class _TaskRow(TypedDict):
+    """One task in `fleet status --json` (and its table); a task never
+    reconciled has no run_id, outcome or summary keys."""
+    task: str
+    state: str
+    attempt: int
+    host: str | None
+    message: str
+    review_count: int
+    run_id: NotRequired[str | None]
+    outcome: NotRequired[Outcome | None]
+    summary: NotRequired[str | None]
+
+
+class _HostRow(TypedDict):
+    name: str
+    address: str
+    load: int
+    max_concurrent: int
+    capabilities: list[str]
+    health: dict[str, Any] | None    # the running controller's record in hosts.json: JSON as it wrote it
+
+
+async def _synced(engine: Engine) -> Desired:
+    """Sync, and the desired state it read (sync raises when it cannot read one)."""
+    await engine.sync()
+    if engine.desired is None:
+        raise RuntimeError("the engine has no desired state after a sync")
+    return engine.desired
+
+
 async def print_plan(engine: Engine) -> int:
     try:
-        await engine.sync()
+        desired = await _synced(engine)
         await engine.check_hosts()      # read-only: where could runs go now
         observed = await engine.observe()
-        actions = plan(engine.desired, observed, engine.clock(),
+        actions = plan(desired, observed, engine.clock(),
                        focus=engine.focus | engine.book.unfinished)
-        lines = plan_lines(actions, engine.book, engine.watch.to_stop(engine.desired))
+        lines = plan_lines(actions, engine.book, engine.watch.to_stop(desired))
     finally:
         await engine.close()
     print("\n".join(lines) if lines else "nothing to do")
@@ -60,16 +92,16 @@ def _recorded(start: StartRun, book: StatusBook) -> str:
 
 
 async def print_status(engine: Engine, as_json: bool = False) -> int:
-    await engine.sync()
-    desired = engine.desired
+    desired = await _synced(engine)
     ids = sorted(set(desired.tasks) | set(desired.invalid) | set(engine.book))
     rows = [_row(t, engine.book.get(t)) for t in ids]
     load = Counter(st.host for st in engine.book.in_states(*ACTIVE) if st.host)
     health = engine.watch.load_health()     # written by the running controller's checks
-    hosts = [{"name": h.name, "address": h.address, "load": load[h.name],
-              "max_concurrent": h.max_concurrent, "capabilities": sorted(h.capabilities),
-              "health": health.get(h.name)}
-             for h in sorted(desired.hosts.values(), key=lambda h: h.name)]
+    hosts: list[_HostRow] = [
+        {"name": h.name, "address": h.address, "load": load[h.name],
+         "max_concurrent": h.max_concurrent, "capabilities": sorted(h.capabilities),
+         "health": health.get(h.name)}
+        for h in sorted(desired.hosts.values(), key=lambda h: h.name)]
     if as_json:
         print(json.dumps({"commit": engine.commit, "tasks": rows, "hosts": hosts}, indent=2))
         return 0
@@ -86,7 +118,7 @@ async def print_status(engine: Engine, as_json: bool = False) -> int:
     return 0
 
 
-def _row(task_id: str, st: Status | None) -> dict:
+def _row(task_id: str, st: Status | None) -> _TaskRow:
     if st is None:
         return {"task": task_id, "state": "-", "attempt": 0, "host": None,
                 "message": "not reconciled yet", "review_count": 0}
@@ -97,7 +129,7 @@ def _row(task_id: str, st: Status | None) -> dict:
             "summary": result.summary if result else None}
 
 
-def _health(host: dict) -> str:
+def _health(host: _HostRow) -> str:
     """`ok (codex 0.58.0, ...)`, `DOWN: why`, or why there is nothing to show."""
     h = host["health"]
     if host["address"] == "local":
