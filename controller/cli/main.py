@@ -12,15 +12,37 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import IO, Callable
 
 from controller.config import Config, ConfigError, load_config
 from controller.gitstore import GitError
 
 
+class Args:
+    """The parsed command line, typed: argparse sets these attributes on it
+    (parse_args(namespace=Args())). Each command's parser sets `func`, its
+    handler, and `usage_of`, itself; the options are set only by the commands
+    that have them, and each handler reads only its own. Annotations only, no
+    class defaults: argparse sets a default only where the namespace lacks the
+    attribute, so a class value would hide the parsers' defaults."""
+    func: Handler
+    usage_of: argparse.ArgumentParser
+    dir: str                    # init
+    repo: str | None            # validate, plan, run, status, hosts scan
+    rev: str | None             # validate
+    config: str | None          # plan, run, status, hosts scan
+    once: bool                  # run
+    json: bool                  # status
+    name: str                   # hosts scan
+    keep: bool                  # demo
+
+
+Handler = Callable[[Args], int]     # a command: its parsed arguments -> the exit code
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", True) else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv, namespace=Args())
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except (ConfigError, GitError) as e:
@@ -97,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _command(sub, name: str, func) -> argparse.ArgumentParser:
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             func: Handler) -> argparse.ArgumentParser:
     """A subcommand whose --help shows its description and an example."""
     description, example = COMMANDS[name]
     s = sub.add_parser(name.split()[-1], help=description, description=description,
@@ -112,17 +135,17 @@ def _repo_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", help=CONFIG_HELP)
 
 
-def _cmd_usage(args) -> int:
+def _cmd_usage(args: Args) -> int:
     """`fleet` or `fleet hosts` alone: say what could follow, as a usage error."""
     args.usage_of.print_help(sys.stderr)
     return 2
 
 
-def _settings(args) -> tuple[Config, str]:
+def _settings(args: Args) -> tuple[Config, str]:
     """The config and the fleet repository: --repo, else `repo:` in the config,
     else the origin of the fleet repository clone the command runs in."""
     from controller.cli.workspace import origin_of_clone
-    config = load_config(getattr(args, "config", None))
+    config = load_config(args.config)
     repo = args.repo or config.repo or origin_of_clone()
     if not repo:
         raise ConfigError("no fleet repository: pass --repo PATH_OR_URL, run this inside a clone "
@@ -130,14 +153,14 @@ def _settings(args) -> tuple[Config, str]:
     return config, repo
 
 
-def _cmd_init(args) -> int:
+def _cmd_init(args: Args) -> int:
     from controller.cli.init import init_repo
     path = init_repo(Path(args.dir))
     print(f"created {path}\nnext: git clone {path} fleet-state && cd fleet-state")
     return 0
 
 
-def _cmd_validate(args) -> int:
+def _cmd_validate(args: Args) -> int:
     from controller.cli.validate import validate
     problems, warnings, summary = validate(args.repo, args.rev)
     for problem in problems:
@@ -149,7 +172,7 @@ def _cmd_validate(args) -> int:
     return 1 if problems else 0
 
 
-def _cmd_plan(args) -> int:
+def _cmd_plan(args: Args) -> int:
     from controller.app import build_look_only_engine
     from controller.cli.output import print_plan
     config, repo = _settings(args)
@@ -160,7 +183,7 @@ def _cmd_plan(args) -> int:
         return asyncio.run(print_plan(engine))
 
 
-def _cmd_run(args) -> int:
+def _cmd_run(args: Args) -> int:
     from controller.app import build_engine
     config, repo = _settings(args)
     engine = build_engine(config, repo)
@@ -180,10 +203,10 @@ def _lock(state_dir: Path) -> None:
     _LOCKS.append(handle)     # held until the process exits
 
 
-_LOCKS: list = []
+_LOCKS: list[IO[str]] = []
 
 
-def _cmd_status(args) -> int:
+def _cmd_status(args: Args) -> int:
     from controller.app import build_engine
     from controller.cli.output import print_status
     config, repo = _settings(args)
@@ -191,13 +214,13 @@ def _cmd_status(args) -> int:
     return asyncio.run(print_status(engine, as_json=args.json))
 
 
-def _cmd_hosts(args) -> int:
+def _cmd_hosts(args: Args) -> int:
     from controller.app import build_engine
     from controller.observe.health import scan_command
     config, repo = _settings(args)
     return asyncio.run(scan_command(build_engine(config, repo), args.name))
 
 
-def _cmd_demo(args) -> int:
+def _cmd_demo(args: Args) -> int:
     from controller.cli.demo import run_demo
     return run_demo(keep=args.keep)
