@@ -1,7 +1,8 @@
 """Our own small types: the language every module speaks.
 
 Desired state (parsed from the fleet repository), observed state (status files
-and run reports), and the actions the planner emits. Everything here is a frozen
+and run reports), the actions the planner emits, and the RunSpec an executor
+is handed to start one of them. Everything here is a frozen
 dataclass or an enum, so the planner can be a pure function over them. No module
 in this file imports an outside library.
 """
@@ -309,3 +310,25 @@ class StopRun:
 
 
 Action = SetStatus | DeleteStatus | StartRun | StopRun
+
+
+# ---- runs: what an executor is handed ---------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything a host needs to run one attempt of a task: built from a
+    StartRun by plan.runspec, started by an executor."""
+    run_id: str
+    task_id: str
+    host: Host
+    command: tuple[str, ...]       # the agent's argv, placeholders not yet substituted
+    prompt: str
+    prompt_mode: PromptMode
+    output_format: OutputFormat
+    repo: str                      # target repository clone URL or path
+    base: str
+    branch: str                    # task/<id>
+    from_branch: bool              # continue the existing branch instead of resetting it
+    validation: tuple[str, ...] = ()
+    attempt: int = 1               # exported to the run as FLEET_ATTEMPT
+    env: tuple[tuple[str, str], ...] = ()   # host env, then agent env (agent wins)

@@ -26,8 +26,8 @@ import asyncio
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from controller.executors.base import HostUnreachable, RunSpec
-from controller.model import Host, Phase, Result, RunReport
+from controller.executors.base import HostUnreachable
+from controller.model import Host, Phase, Result, RunReport, RunSpec
 
 SUCCESS = Result(outcome="success", exit_code=0, summary="did it")
 FAILURE = Result(outcome="failure", exit_code=1, summary="it broke")

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from controller.executors.base import Executor, HostUnreachable, RunSpec
-from controller.model import Host, Phase
+from controller.executors.base import Executor, HostUnreachable
+from controller.model import Host, Phase, RunSpec
 
 from .fakes import FAILURE, SUCCESS, Exit, FakeExecutor
 

@@ -18,9 +18,8 @@ import pytest
 
 from controller.executors import local
 from controller.executors import rundir
-from controller.executors.base import RunSpec
 from controller.executors.local import LocalExecutor
-from controller.model import Host, Phase
+from controller.model import Host, Phase, RunSpec
 
 HERE = Path(__file__).resolve().parent
 REPLAY = HERE / "fake_agents" / "replay"

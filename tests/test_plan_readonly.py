@@ -20,9 +20,8 @@ import pytest
 
 from controller.app import build_engine as cli_engine
 from controller.config import load_config
-from controller.executors.base import RunSpec
 from controller.executors.local import LocalExecutor
-from controller.model import Host, StartRun, State, Status
+from controller.model import Host, RunSpec, StartRun, State, Status
 from controller.cli.output import plan_lines
 from controller.status.book import StatusBook
 

@@ -15,9 +15,9 @@ import pytest
 from controller.executors.ssh import remote
 from controller.executors import rundir
 from controller.config import ConfigError, SSHConfig, load_config
-from controller.executors.base import HostUnreachable, RunSpec
+from controller.executors.base import HostUnreachable
 from controller.executors.local import LocalExecutor
-from controller.model import Host, Phase
+from controller.model import Host, Phase, RunSpec
 from controller.executors.ssh.executor import SSHExecutor
 from controller.executors.ssh.pool import CHANNELS_PER_CONN, MAX_CONNS
 

@@ -16,9 +16,9 @@ import logging
 from typing import Callable
 
 from controller.engine.inflight import InFlight
-from controller.executors.base import Executor, HostUnreachable, RunSpec
-from controller.model import (TERMINAL, Desired, Host, Outcome, Phase, Result, RunReport, StartRun,
-                              Status, StopRun, Task)
+from controller.executors.base import Executor, HostUnreachable
+from controller.model import (TERMINAL, Desired, Host, Outcome, Phase, Result, RunReport, RunSpec,
+                              StartRun, Status, StopRun, Task)
 from controller.observe.health import HostWatch
 from controller.plan.runspec import make_spec
 

@@ -2,37 +2,18 @@
 
 The engine talks only to this interface; the local executor (a subprocess on the
 controller's own box) and the SSH executor implement it, so the planner and the
-engine never know which transport a host uses.
+engine never know which transport a host uses. What a start is handed, the
+RunSpec, is vocabulary (controller.model): the pure planner builds it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from controller.model import Host, OutputFormat, PromptMode, RunReport
+from controller.model import Host, RunReport, RunSpec
 
 
 class HostUnreachable(Exception):
     """The host could not be reached before the run started: no attempt is spent."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpec:
-    """Everything a host needs to run one attempt of a task."""
-    run_id: str
-    task_id: str
-    host: Host
-    command: tuple[str, ...]       # the agent's argv, placeholders not yet substituted
-    prompt: str
-    prompt_mode: PromptMode
-    output_format: OutputFormat
-    repo: str                      # target repository clone URL or path
-    base: str
-    branch: str                    # task/<id>
-    from_branch: bool              # continue the existing branch instead of resetting it
-    validation: tuple[str, ...] = ()
-    attempt: int = 1               # exported to the run as FLEET_ATTEMPT
-    env: tuple[tuple[str, str], ...] = ()   # host env, then agent env (agent wins)
 
 
 class Executor(Protocol):

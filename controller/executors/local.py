@@ -22,8 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from controller.executors import rundir
-from controller.executors.base import HostUnreachable, RunSpec
-from controller.model import Host, RunReport
+from controller.executors.base import HostUnreachable
+from controller.model import Host, RunReport, RunSpec
 
 STEP = 0.05                 # seconds between checks while waiting for a group to die
 KILL_WAIT = 5.0             # how long to wait for KILLed processes to disappear

@@ -26,8 +26,8 @@ from typing import Mapping
 
 from controller.executors import parsers
 from controller.executors import shell
-from controller.executors.base import RunSpec
-from controller.model import ID_RE, Outcome, OutputFormat, Phase, PromptMode, Result, RunReport
+from controller.model import (ID_RE, Outcome, OutputFormat, Phase, PromptMode, Result, RunReport,
+                              RunSpec)
 from controller.text import first_line
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

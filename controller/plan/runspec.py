@@ -6,8 +6,7 @@ comes the RunSpec an executor starts, with the structured prompt built here.
 """
 from __future__ import annotations
 
-from controller.executors.base import RunSpec
-from controller.model import Agent, Host, StartRun, Status, Task
+from controller.model import Agent, Host, RunSpec, StartRun, Status, Task
 from controller.plan.prompt import build_prompt
 
 

@@ -22,12 +22,12 @@ import asyncssh
 
 from controller.config import SSHConfig
 from controller.executors import rundir
-from controller.executors.base import HostUnreachable, RunSpec
+from controller.executors.base import HostUnreachable
 from controller.executors.ssh import remote, uploads
 from controller.executors.ssh.commands import execute
 from controller.executors.ssh.connect import Connections, scan
 from controller.executors.ssh.pool import Link
-from controller.model import Host, RunReport
+from controller.model import Host, RunReport, RunSpec
 
 __all__ = ["SSHExecutor", "scan"]
 
