@@ -1,9 +1,10 @@
 """docs/openapi.yaml agrees with the app: the same routes, and real answers fit its schemas.
 
-The app's route table (app.routes) and the document's paths and methods must be
-the same set; then real requests over a socket produce every documented error
-status, and each answer's body is validated (jsonschema) against the schema the
-document gives for that status.
+The apps' route tables (app.routes) and the document's paths and methods must be
+the same sets (make_app's for the document's server, `listen`; make_admin_app's
+for the paths whose own server is `admin_listen`); then real requests over a
+socket produce every documented error status, and each answer's body is
+validated (jsonschema) against the schema the document gives for that status.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 import yaml
 
 from controller.events import Forge
+from controller.http.admin import make_admin_app
 from controller.http.app import make_app
+from controller.telemetry import Telemetry
 from tests.httpkit import deps, fixture, post_webhook, request, served, webhook_headers
 
 DOC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml").read_text())
@@ -42,13 +45,26 @@ def test_the_document_is_openapi_3_1_with_valid_schemas():
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
+def _routes(app) -> set[tuple[str, str]]:
+    return {(re.sub(r"<(\w+)(:[^>]*)?>", r"{\1}", r.rule), r.method.lower())
+            for r in app.routes}
+
+
+def _documented(server: str) -> set[tuple[str, str]]:
+    """The paths and methods whose server (their own `servers` or the document's) is `server`."""
+    default = DOC["servers"][0]["url"]
+    return {(path, method) for path, item in DOC["paths"].items()
+            if item.get("servers", [{"url": default}])[0]["url"] == server
+            for method in item if method in ("get", "post", "put", "delete", "patch")}
+
+
 def test_the_apps_routes_and_the_documents_paths_agree(tmp_path):
-    app = make_app(deps(tmp_path))
-    served_routes = {(re.sub(r"<(\w+)(:[^>]*)?>", r"{\1}", r.rule), r.method.lower())
-                     for r in app.routes}
-    documented = {(path, method) for path, item in DOC["paths"].items()
-                  for method in item if method in ("get", "post", "put", "delete", "patch")}
-    assert served_routes == documented
+    # the main app on `listen` (the document's server), the admin app on `admin_listen`
+    assert _routes(make_app(deps(tmp_path))) == _documented("http://127.0.0.1:8080")
+    assert _routes(make_admin_app(Telemetry())) == _documented("http://127.0.0.1:8081")
+    every = _documented("http://127.0.0.1:8080") | _documented("http://127.0.0.1:8081")
+    assert len(every) == sum(1 for item in DOC["paths"].values() for method in item
+                             if method in ("get", "post", "put", "delete", "patch"))
 
 
 def _signed(body: bytes, delivery: str, content_type: str = "application/json") -> dict[str, str]:

@@ -30,13 +30,23 @@ Callback = Callable[..., Any]
 
 def make_app(deps: AppDeps) -> bottle.Bottle:
     """A new Bottle app with /healthz and the webhook routes."""
+    app = bare_app()
+    app.route("/healthz", method="GET", callback=lambda: _healthz(deps), name="healthz")
+    webhooks.install(app, deps, Deliveries(deps.state_dir, deps.seen_keep))
+    return app
+
+
+def bare_app() -> bottle.Bottle:
+    """A Bottle app with no route yet and the hooks every fleet app has.
+
+    A request id, one access line, JSON errors and the guard that turns an
+    unexpected exception into a logged JSON 500; admin.py builds on it too.
+    """
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = _json_error
     app.add_hook("before_request", _begin)
     app.add_hook("after_request", _access_log)
     app.install(_guard)
-    app.route("/healthz", method="GET", callback=lambda: _healthz(deps), name="healthz")
-    webhooks.install(app, deps, Deliveries(deps.state_dir, deps.seen_keep))
     return app
 
 
