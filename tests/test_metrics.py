@@ -3,12 +3,15 @@
 Telemetry is fed as the engine will feed it; the admin app is served by
 waitress on 127.0.0.1 and scraped over a real socket; the text is parsed back
 with prometheus_client's own parser, so the escaping of hostile label values is
-checked by a reader, not by string matching.
+checked by a reader, not by string matching. The webhook app, given the same
+Telemetry, counts its answers by result, and no scrape ever holds the webhook
+secret, a signature or a delivery id.
 """
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import math
 import threading
 from pathlib import Path
@@ -19,11 +22,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.events import Forge
 from controller.http.admin import make_admin_app
 from controller.http.server import Listener, Server
+from controller.http.signatures import signature_header
 from controller.telemetry import (
     PASS_DURATION_BUCKETS, PR_CALL_RESULTS, WEBHOOK_RESULTS, Telemetry)
-from tests.httpkit import request
+from tests.httpkit import SECRET, deps, fixture, post_webhook, request, served
 
 OPENAPI = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 HOSTILE = ['a"b', "back\\slash", "new\nline", "brace}{=,", "ünïcödé ✓", "\\n literally", ""]
@@ -245,7 +250,78 @@ def _head(addr: tuple[str, int], path: str) -> int:
         conn.close()
 
 
+def test_the_main_app_does_not_serve_metrics(tmp_path):
+    with served(deps(tmp_path, telemetry=Telemetry())) as addr:
+        assert request(addr, "GET", "/metrics").status == 404
+
+
 def test_the_documented_media_type_is_what_metrics_answers():
     doc = yaml.safe_load(OPENAPI.read_text())
     media = next(iter(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]))
     assert prometheus_client.CONTENT_TYPE_LATEST.split(";")[0] == media
+
+
+def _deliver_one_of_each(tmp_path: Path, telemetry: Telemetry) -> list[int]:
+    """Real webhook posts, one per answer the app can give (but 409 and 500)."""
+    doc = fixture("github-webhooks/pull_request.opened.json", "task/fix-login")
+    statuses = []
+    with served(deps(tmp_path / "nosecret", secret=None, telemetry=telemetry)) as addr:
+        statuses.append(post_webhook(addr, Forge.GITHUB, "pull_request", "n1", doc).status)
+    app_deps = deps(tmp_path, telemetry=telemetry, webhook_body_limit=100_000)
+    hook = "/api/v1/webhooks/github"
+    with served(app_deps, max_body=1_000_000) as addr:
+        statuses += [
+            post_webhook(addr, Forge.GITHUB, "pull_request", "d-accepted-1", doc).status,
+            post_webhook(addr, Forge.GITHUB, "pull_request", "d-accepted-1", doc).status,
+            post_webhook(addr, Forge.GITHUB, "ping", "d-ping", fixture("github-webhooks/ping.json")).status,
+            post_webhook(addr, Forge.GITHUB, "pull_request", "d-bad-sig", doc, secret="nope").status,
+            request(addr, "POST", hook, b"[]", _signed(b"[]", "d-bad-body")).status,
+            request(addr, "POST", hook, b"x", _signed(b"x", "d-csv", "text/csv")).status,
+            request(addr, "POST", hook, b"x" * 200_000, _signed(b"x" * 200_000, "d-big")).status,
+        ]
+        app_deps.sink.refuse = RuntimeError("journal full")
+        statuses.append(post_webhook(addr, Forge.GITHUB, "pull_request", "d-refused", doc).status)
+    return statuses
+
+
+def _signed(body: bytes, delivery: str, content_type: str = "application/json") -> dict[str, str]:
+    name, sig = signature_header(Forge.GITHUB, SECRET, body)
+    return {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery,
+            "Content-Type": content_type, name: sig}
+
+
+def test_webhook_answers_are_counted_by_result(tmp_path):
+    t = Telemetry()
+    statuses = _deliver_one_of_each(tmp_path, t)
+    assert statuses == [403, 200, 200, 200, 401, 400, 415, 413, 503]
+    text = scrape(t)
+    expected = {"no_secret": 1, "accepted": 1, "duplicate": 1, "ignored": 1, "bad_signature": 1,
+                "bad_request": 1, "unsupported_media": 1, "too_large": 1, "refused": 1,
+                "busy": 0, "error": 0}
+    assert {r: value(text, "fleet_webhook_deliveries_total", result=r) for r in WEBHOOK_RESULTS} \
+        == expected
+
+
+def test_without_a_telemetry_the_webhook_app_counts_nothing_and_still_answers(tmp_path):
+    doc = fixture("github-webhooks/pull_request.opened.json", "task/fix-login")
+    with served(deps(tmp_path)) as addr:
+        assert post_webhook(addr, Forge.GITHUB, "pull_request", "x1", doc).status == 200
+
+
+def test_no_metric_carries_a_secret_a_signature_or_a_delivery_id(tmp_path):
+    t = Telemetry()
+    _deliver_one_of_each(tmp_path, t)
+    t.tasks_by_state({"queued": 1})
+    t.hosts_up({"gpu-1": True})
+    text = scrape(t)
+    doc = fixture("github-webhooks/pull_request.opened.json", "task/fix-login")
+    _, signature = signature_header(Forge.GITHUB, SECRET, json.dumps(doc).encode())
+    for secret in (SECRET, signature, signature.removeprefix("sha256="), "d-accepted-1",
+                   "fix-login", "nope"):
+        assert secret not in text
+    allowed = {"state": {"queued"}, "host": {"gpu-1"}, "result": {*WEBHOOK_RESULTS, "ok", "failed",
+                                                                    *PR_CALL_RESULTS}}
+    for (name, labels), _ in samples(text).items():
+        for key, label_value in labels:
+            if key != "le":
+                assert label_value in allowed[key], (name, key, label_value)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from controller.events import WebhookDelivery
+from controller.telemetry import Telemetry
 
 MIB = 1024 * 1024
 API_BODY_LIMIT = 1 * MIB
@@ -71,6 +72,7 @@ class AppDeps:
     clock: Callable[[], datetime] = utc_now
     duplicate_wait_s: float = 10.0       # how long a twin delivery waits for the one in flight
     seen_keep: int = 10_000              # delivery ids remembered
+    telemetry: Telemetry | None = None
 
     @property
     def max_body(self) -> int:

@@ -7,7 +7,9 @@ applied (200 `{"duplicate": true}`, the Sink not called), the body (400 naming t
 field, 415 for another media type), then the Sink. Only once the Sink returns is
 the delivery marked seen and answered 200; a Sink that raises gets the forge a
 503, and its redelivery is applied. Ping and events that change no task are
-answered 200 `{"ignored": true}` without reaching the Sink.
+answered 200 `{"ignored": true}` without reaching the Sink. With a Telemetry in
+AppDeps each answer is counted by result (accepted, duplicate, ignored, or the
+error's kind); a 413 that waitress refuses before the app never reaches it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from controller.http.deps import SECRET_ENV, SECRET_KEY, AppDeps
 from controller.http.payload import BadPayload, UnsupportedMediaType, decode
 from controller.http.signatures import FAMILIES, check
 from controller.http.web import fail, header, read_body, request_id
+from controller.telemetry import Telemetry, WebhookResult
 
 log = logging.getLogger("fleet.http")
 
@@ -44,8 +47,31 @@ def install(app: bottle.Bottle, deps: AppDeps, deliveries: Deliveries) -> None:
 
 def _route(forge: Forge, deps: AppDeps, deliveries: Deliveries) -> Callable[[], Answer]:
     def receive() -> Answer:
-        return _receive(forge, deps, deliveries)
+        if deps.telemetry is None:
+            return _receive(forge, deps, deliveries)
+        return _counted(deps.telemetry, lambda: _receive(forge, deps, deliveries))
     return receive
+
+
+def _counted(telemetry: Telemetry, receive: Callable[[], Answer]) -> Answer:
+    """`receive()`, its answer counted in `telemetry` by result, errors included."""
+    try:
+        answer = receive()
+    except bottle.HTTPResponse as error:
+        telemetry.webhook_delivery(_FAILED.get(error.status_code, "error"))
+        raise
+    except Exception:
+        telemetry.webhook_delivery("error")
+        raise
+    result: WebhookResult = ("duplicate" if answer.get("duplicate")
+                             else "ignored" if answer.get("ignored") else "accepted")
+    telemetry.webhook_delivery(result)
+    return answer
+
+
+_FAILED: dict[int, WebhookResult] = {
+    400: "bad_request", 401: "bad_signature", 403: "no_secret", 409: "busy", 413: "too_large",
+    415: "unsupported_media", 503: "refused"}
 
 
 def _receive(forge: Forge, deps: AppDeps, deliveries: Deliveries) -> Answer:
