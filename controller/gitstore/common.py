@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 import pygit2
+from pygit2.enums import ObjectType
 
 from controller.model import ID_RE
 
@@ -14,7 +15,6 @@ SPEC_DIRS = ("hosts", "agents", "tasks")
 DIRS = SPEC_DIRS + ("status",)
 TOP_FILES = ("fleet.yaml",)
 BLOB_MODES = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
-
 
 
 @functools.cache
@@ -26,7 +26,7 @@ def cache_trees() -> None:
     commit). Called by GitStore's constructor, not at import: importing the
     package changes nothing.
     """
-    pygit2.settings.cache_object_limit(pygit2.GIT_OBJECT_TREE, 256 << 20)
+    pygit2.settings.cache_object_limit(ObjectType.TREE, 256 << 20)
 
 
 class GitError(Exception):
@@ -51,16 +51,21 @@ def _blob(root: pygit2.Tree, name: str) -> str | None:
     return None
 
 
-def _subtree(root: pygit2.Tree, name: str) -> pygit2.Object | None:
-    """The entry of directory `name` in root, None if absent or not a directory."""
-    if name in root and (entry := root[name]).filemode == pygit2.GIT_FILEMODE_TREE:
+def _subtree(root: pygit2.Tree, name: str) -> pygit2.Tree | None:
+    """The tree of directory `name` in root, None if absent or not a directory.
+
+    pygit2 makes an entry a Tree exactly when its mode is GIT_FILEMODE_TREE;
+    the Tree is read from the object database only when it is looked into."""
+    if name in root and isinstance(entry := root[name], pygit2.Tree):
         return entry
     return None
 
 
-def _blobs_of(repo: pygit2.Repository, entry: pygit2.Object) -> list[tuple[str, str]]:
-    """(name, blob hex) of the files directly in the tree of `entry`."""
-    return [(e.name, str(e.id)) for e in repo[entry.id] if e.filemode in BLOB_MODES]
+def _blobs_of(tree: pygit2.Tree) -> list[tuple[str, str]]:
+    """(name, blob hex) of the files directly in tree."""
+    # An entry of a tree always has a name; only the type of Object.name allows None.
+    return [(name, str(e.id)) for e in tree
+            if e.filemode in BLOB_MODES and (name := e.name) is not None]
 
 
 def _last_lines(text: str, n: int = 3) -> str:

@@ -192,7 +192,7 @@ class GitStore(StatusWriter):
     def list_files(self, commit: str) -> dict[str, str]:
         """Repo-relative path -> blob hex for fleet.yaml and the files of hosts/,
         agents/, tasks/ and status/ (one level; other files are not ours)."""
-        return _fleet_blobs(self.repo, self._tree(commit))
+        return _fleet_blobs(self._tree(commit))
 
     def changes(self, old: str | None, new: str,
                 dirs: tuple[str, ...] = DIRS) -> list[tuple[str, str | None]]:
@@ -210,19 +210,20 @@ class GitStore(StatusWriter):
             out += self._dir_changes(d, _subtree(a, d), _subtree(b, d))
         return sorted(out)
 
-    def _dir_changes(self, d: str, a: pygit2.Object | None,
-                     b: pygit2.Object | None) -> list[tuple[str, str | None]]:
+    def _dir_changes(self, d: str, a: pygit2.Tree | None,
+                     b: pygit2.Tree | None) -> list[tuple[str, str | None]]:
         # Whole directories are compared by id first: libgit2 would read both
         # 100k-entry trees even when they are the same, costing tens of ms each.
         # (Never test a Tree for truth: that is len(), which loads it.)
-        if (a is None and b is None) or (a is not None and b is not None and a.id == b.id):
+        if a is None:
+            return [] if b is None else [(f"{d}/{name}", blob) for name, blob in _blobs_of(b)]
+        if b is None:
+            return [(f"{d}/{name}", None) for name, _ in _blobs_of(a)]
+        if a.id == b.id:
             return []
-        if a is None or b is None:
-            gone = b is None
-            return [(f"{d}/{name}", None if gone else blob)
-                    for name, blob in _blobs_of(self.repo, a if gone else b)]
-        out = []
-        for delta in self.repo.diff(self.repo[a.id], self.repo[b.id]).deltas:
+        out: list[tuple[str, str | None]] = []
+        # What repo.diff(a, b) does for two trees (its types do not take a Tree).
+        for delta in a.diff_to_tree(b, interhunk_lines=0).deltas:
             if delta.status == pygit2.GIT_DELTA_DELETED:
                 path, blob = delta.old_file.path, None
             else:
@@ -252,17 +253,17 @@ class GitStore(StatusWriter):
 
     def status_blobs(self, commit: str) -> dict[str, str]:
         """Task id -> blob hex of status/<id>.yaml at commit (read them with read())."""
-        return {task: str(oid) for task, oid in self._status_oids(commit)}
+        return dict(self._status_oids(commit))
 
-    def _status_oids(self, commit: str) -> list[tuple[str, pygit2.Oid]]:
+    def _status_oids(self, commit: str) -> list[tuple[str, str]]:
+        """(task id, blob hex) of the status files at commit."""
         status = _subtree(self._tree(commit), "status")
-        return [(name[:-5], oid)
-                for name, oid in (_blobs_of(self.repo, status) if status is not None else [])
+        return [(name[:-5], oid) for name, oid in (_blobs_of(status) if status is not None else [])
                 if name.endswith(".yaml")]
 
     def parent(self, commit: str) -> str | None:
         """The first parent of commit: the tip a status commit was made on."""
-        parents = self.repo[commit].parent_ids
+        parents = self.repo[commit].peel(pygit2.Commit).parent_ids
         return str(parents[0]) if parents else None
 
     def is_ancestor(self, commit: str, of: str) -> bool:
@@ -276,7 +277,7 @@ class GitStore(StatusWriter):
 
     def _tree(self, commit: str) -> pygit2.Tree:
         if not commit:
-            return self.repo[self.repo.TreeBuilder().write()]   # the empty tree
+            return self.repo[self.repo.TreeBuilder().write()].peel(pygit2.Tree)   # the empty tree
         try:
             return self.repo[commit].peel(pygit2.Tree)
         except (KeyError, ValueError, pygit2.InvalidSpecError):
@@ -291,7 +292,7 @@ def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
     repo, root = _tree_at(path, rev)
     if root is None:
         return {}
-    return {p: repo.odb.read(blob)[1] for p, blob in _fleet_blobs(repo, root).items()}
+    return {p: repo.odb.read(blob)[1] for p, blob in _fleet_blobs(root).items()}
 
 
 def unread_at(path: Path | str, rev: str | None) -> list[tuple[str, str]]:
@@ -300,7 +301,7 @@ def unread_at(path: Path | str, rev: str | None) -> list[tuple[str, str]]:
     repo, root = _tree_at(path, rev)
     if root is None:
         return []
-    return _unread(root, repo)
+    return _unread(root)
 
 
 def _tree_at(path: Path | str, rev: str | None) -> tuple[pygit2.Repository, pygit2.Tree | None]:
@@ -322,16 +323,16 @@ _KIND_OF_MODE = {pygit2.GIT_FILEMODE_LINK: "symlink", pygit2.GIT_FILEMODE_TREE: 
                  pygit2.GIT_FILEMODE_COMMIT: "submodule"}
 
 
-def _unread(root: pygit2.Tree, repo: pygit2.Repository) -> list[tuple[str, str]]:
+def _unread(root: pygit2.Tree) -> list[tuple[str, str]]:
     out = [(name, _KIND_OF_MODE[root[name].filemode]) for name in TOP_FILES
            if name in root and root[name].filemode in _KIND_OF_MODE]
     for d in SPEC_DIRS:
         if d not in root:
             continue
-        if root[d].filemode != pygit2.GIT_FILEMODE_TREE:
+        if (sub := _subtree(root, d)) is None:
             out.append((d, _KIND_OF_MODE.get(root[d].filemode, "file")))
             continue
-        out += [(f"{d}/{e.name}", _KIND_OF_MODE[e.filemode]) for e in repo[root[d].id]
+        out += [(f"{d}/{e.name}", _KIND_OF_MODE[e.filemode]) for e in sub
                 if e.filemode in _KIND_OF_MODE]
     return sorted(out)
 
@@ -353,11 +354,11 @@ def remote_url(path: Path | str, name: str = "origin") -> str | None:
     return url or None
 
 
-def _fleet_blobs(repo: pygit2.Repository, root: pygit2.Tree) -> dict[str, str]:
+def _fleet_blobs(root: pygit2.Tree) -> dict[str, str]:
     out = {name: blob for name in TOP_FILES if (blob := _blob(root, name))}
     for d in DIRS:
         if (sub := _subtree(root, d)) is not None:
-            out.update((f"{d}/{name}", blob) for name, blob in _blobs_of(repo, sub))
+            out.update((f"{d}/{name}", blob) for name, blob in _blobs_of(sub))
     return out
 
 
