@@ -91,8 +91,8 @@ class Bench:
         e, s, w = self.engine, self.store, self.laps.watch
         # fetch/push are the git subprocesses; "changes" is the tree diff (at cold
         # start, the listing of every file).
-        w(s, "_fetch", "fetch")
-        w(s, "_push", "push")
+        w(s._remote, "fetch", "fetch")
+        w(s._remote, "push", "push")
         w(s, "changes", "changes")
         w(s, "read_statuses", "read statuses")
         w(s, "commit_statuses", "status commit")

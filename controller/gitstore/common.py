@@ -5,6 +5,8 @@ The package (store.py, write.py, this) is the only place that imports pygit2.
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 
 import pygit2
 from pygit2.enums import ObjectType
@@ -66,6 +68,40 @@ def _blobs_of(tree: pygit2.Tree) -> list[tuple[str, str]]:
     # An entry of a tree always has a name; only the type of Object.name allows None.
     return [(name, str(e.id)) for e in tree
             if e.filemode in BLOB_MODES and (name := e.name) is not None]
+
+
+def _tree_of(repo: pygit2.Repository, commit: str, clone: Path) -> pygit2.Tree:
+    """The root tree of commit ("": the empty tree) in repo, the clone at `clone`."""
+    if not commit:
+        return repo[repo.TreeBuilder().write()].peel(pygit2.Tree)
+    try:
+        return repo[commit].peel(pygit2.Tree)
+    except (KeyError, ValueError, pygit2.InvalidSpecError):
+        raise GitError(f"commit {commit} is not in the controller's clone {clone}: "
+                       "sync first") from None
+
+
+def tracking_ref(branch: str) -> str:
+    """Where our clone keeps the source's <branch>: what we fetched or pushed last."""
+    return f"refs/remotes/origin/{branch}"
+
+
+def _tip(repo: pygit2.Repository, tracking: str) -> str:
+    """The commit hex of the tracking ref, "" while there is none."""
+    ref = repo.references.get(tracking)
+    return str(ref.target) if ref is not None else ""
+
+
+def _git_dir(repo: pygit2.Repository) -> Path:
+    # Only a repository without a backing directory has no path; ours all have one.
+    if repo.path is None:
+        raise GitError("a git repository without a directory cannot be written by git")
+    return Path(repo.path)
+
+
+def _is_local(source: str) -> bool:
+    # git's own rule: a URL has "://", an scp-like address a colon before any slash.
+    return "://" not in source and not re.match(r"^[^/]+:", source)
 
 
 def _last_lines(text: str, n: int = 3) -> str:

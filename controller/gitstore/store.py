@@ -2,7 +2,8 @@
 
 The engine calls it to sync (clone or fetch), to read trees, blobs and tree
 diffs of the fleet repository, and to commit and push each reconcile pass's
-status files. Together with write.py and common.py it is the only code that imports pygit2.
+status files. With write.py (status commits), remote.py (the git command) and
+common.py it is the package that alone imports pygit2 (remote.py needs none).
 
 The clone lives in `<state_dir>/fleet.git` (bare); a person's working tree is
 never touched. Network operations (fetch, push) run the real `git` command, so
@@ -26,22 +27,23 @@ leaves that clone, which a running controller may be using, as it was.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pygit2
 
 from controller.gitstore.common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, GitError, _blob, _blobs_of,
-                     _last_lines, _subtree, cache_trees)
+                                        _is_local, _subtree, _tip, _tree_of, cache_trees, tracking_ref)
+from controller.gitstore.remote import Remote
 from controller.gitstore.write import StatusWriter
 
 
-class GitStore(StatusWriter):
+class GitStore:
     """The controller's clone of one branch of the fleet repository.
 
+    It owns a Remote (the git command: fetch, push) and, once the clone exists,
+    a StatusWriter for status commits, handing each what it needs.
     Not thread-safe: the engine calls it from one thread at a time."""
 
     def __init__(self, source: str, state_dir: Path, branch: str = "main",
@@ -50,20 +52,33 @@ class GitStore(StatusWriter):
             raise GitError(f"{branch!r} is not a valid branch name")
         cache_trees()
         self.source = _normalize_source(source)
-        self._local = _is_local(source) or source.startswith("file://")
         self.branch = branch
         self.path = Path(state_dir).expanduser() / "fleet.git"
-        self.borrow = borrow                # another clone whose objects ours may read
-        self.timeout = timeout              # seconds, for each fetch or push
-        self.push_attempts = push_attempts
-        self._tracking = f"refs/remotes/origin/{branch}"
+        self._local = _is_local(source) or source.startswith("file://")
+        self._borrow = borrow               # another clone whose objects ours may read
+        self._push_attempts = push_attempts
+        self._tracking = tracking_ref(branch)
+        self._remote = Remote(self.source, branch, timeout, self._local)
         self._repo: pygit2.Repository | None = None
-        self._builder: tuple[pygit2.Oid, pygit2.TreeBuilder] | None = None  # last status tree
-        self._commits = 0
-        self._repack: subprocess.Popen | None = None
-        self._direct: pygit2.Repository | None | bool = None   # see _writer()
+        self._writer: StatusWriter | None = None
 
-    # ---- network: the real git command -------------------------------------------
+    def commit_statuses(self, writes: Mapping[str, bytes | None], message: str,
+                        author: tuple[str, str] = ("fleet", "fleet@localhost")) -> str | None:
+        """One commit on the tip of origin/<branch> that sets status/<id>.yaml to
+        the bytes (None deletes it), touching only status/, then pushed. Returns
+        the new commit hex, or None when the tree would not change (nothing is
+        committed or pushed). A push rejected because someone pushed meanwhile is
+        retried on the new tip; people's commits are never rewritten (no force)."""
+        return self._status_writer().commit(writes, message, author)
+
+    def _status_writer(self) -> StatusWriter:
+        if self._writer is None:    # made on first use: it needs the clone
+            self._writer = StatusWriter(self.repo, self.path, self._remote, source=self.source,
+                                        branch=self.branch, local=self._local,
+                                        push_attempts=self._push_attempts)
+        return self._writer
+
+    # ---- network: the real git command, through Remote -------------------------
     def sync(self) -> str:
         """Clone on first use, else fetch. Returns the tip of origin/<branch>,
         or "" while the branch has no commits yet."""
@@ -72,7 +87,7 @@ class GitStore(StatusWriter):
         else:
             if self.repo.remotes["origin"].url != self.source:
                 self.repo.remotes.set_url("origin", self.source)   # --repo changed
-            self._fetch(self.path)
+            self._remote.fetch(self.path, had_tip=bool(self.tip()))
         return self.tip()
 
     def _clone(self) -> None:
@@ -86,7 +101,7 @@ class GitStore(StatusWriter):
                             f"+refs/heads/{self.branch}:{self._tracking}")
         self._share_objects(tmp)
         try:
-            self._fetch(tmp)
+            self._remote.fetch(tmp, had_tip=False)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -99,8 +114,8 @@ class GitStore(StatusWriter):
         still live in our clone and reach the source by push. A borrowed
         clone's objects are read in place the same way."""
         shared = [self._source_objects()] if self._local else []
-        if self.borrow is not None:
-            shared.append(Path(self.borrow).expanduser() / "objects")
+        if self._borrow is not None:
+            shared.append(Path(self._borrow).expanduser() / "objects")
         lines = [f"{d.resolve()}\n" for d in shared if d is not None and d.is_dir()]
         if lines:
             alternates = clone / "objects" / "info" / "alternates"
@@ -113,63 +128,6 @@ class GitStore(StatusWriter):
             if objects.is_dir():
                 return objects
         return None
-
-    def _fetch(self, clone: Path) -> None:
-        if _is_local(self.source) and not Path(self.source).exists():
-            raise GitError(f"fleet repository {self.source} does not exist: "
-                           "check --repo (a path to a bare repository, or a URL)")
-        # Forced refspec: the controller follows the source even if it was rewritten.
-        proc = self._git(clone, "fetch", "--quiet", "--no-tags", "origin",
-                         f"+refs/heads/{self.branch}:{self._tracking}")
-        if proc.returncode == 0:
-            return
-        if "couldn't find remote ref" in proc.stderr:
-            if clone == self.path and self.tip():
-                raise GitError(f"branch {self.branch} has disappeared from {self.source}; "
-                               "the controller will not take that to mean 'no tasks'. "
-                               "Restore the branch or point --repo elsewhere")
-            return     # an empty repository: no commits on the branch yet
-        raise GitError(f"cannot fetch {self.branch} from {self.source}: {_last_lines(proc.stderr)}. "
-                       "Check that it is a git repository this machine can reach "
-                       "(path, URL, SSH keys, credentials, known_hosts)")
-
-    def _push(self, commit: str) -> bool:
-        """Push commit as the new branch tip; False when someone pushed first."""
-        # To a repository on this machine, compressing and delta-ing the pack only
-        # burns CPU (a 100k-file status tree is 4 MB, the push's main cost): send it
-        # as it is; the receiving repository's own gc compresses it later.
-        fast = ("-c", "pack.compression=0", "-c", "pack.window=0") if self._local else ()
-        proc = self._git(self.path, *fast, "push", *(("--no-thin",) if fast else ()),
-                         "--porcelain", "origin", f"{commit}:refs/heads/{self.branch}")
-        if proc.returncode == 0:
-            return True
-        rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
-        if rejected and all(_is_race(ln) for ln in rejected):
-            return False
-        detail = _last_lines("\n".join(rejected) + "\n" + proc.stderr)
-        raise GitError(f"cannot push status commit to {self.branch} of {self.source}: {detail}. "
-                       "Check write access to the fleet repository and its server-side hooks")
-
-    def _git(self, cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-        # No terminal prompt (a controller has nobody to answer it); a new session
-        # so ssh cannot open /dev/tty either; C locale so messages can be parsed.
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"}
-        try:
-            proc = subprocess.Popen(["git", "-C", str(cwd), *args], env=env,
-                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
-        except FileNotFoundError:
-            raise GitError("the git command was not found: install git") from None
-        try:
-            out, err = proc.communicate(stdin, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)   # git and its ssh child
-            proc.communicate()
-            raise GitError(f"git {args[0]} with {self.source} took longer than "
-                           f"{self.timeout:.0f}s and was stopped: check the network") from None
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
-                                           err.decode(errors="replace"))
 
     # ---- reading: pygit2 in-process ------------------------------------------------
     @property
@@ -186,8 +144,7 @@ class GitStore(StatusWriter):
 
     def tip(self) -> str:
         """The last fetched or pushed tip of origin/<branch>, without fetching; "" if none."""
-        ref = self.repo.references.get(self._tracking)
-        return str(ref.target) if ref is not None else ""
+        return _tip(self.repo, self._tracking)
 
     def list_files(self, commit: str) -> dict[str, str]:
         """Repo-relative path -> blob hex for fleet.yaml and the files of hosts/,
@@ -276,13 +233,7 @@ class GitStore(StatusWriter):
             return False
 
     def _tree(self, commit: str) -> pygit2.Tree:
-        if not commit:
-            return self.repo[self.repo.TreeBuilder().write()].peel(pygit2.Tree)   # the empty tree
-        try:
-            return self.repo[commit].peel(pygit2.Tree)
-        except (KeyError, ValueError, pygit2.InvalidSpecError):
-            raise GitError(f"commit {commit} is not in the controller's clone {self.path}: "
-                           "sync first") from None
+        return _tree_of(self.repo, commit, self.path)
 
 def files_at(path: Path | str, rev: str | None) -> dict[str, bytes]:
     """The fleet files of `rev` in the local repository at `path` (bare or not),
@@ -360,20 +311,6 @@ def _fleet_blobs(root: pygit2.Tree) -> dict[str, str]:
         if (sub := _subtree(root, d)) is not None:
             out.update((f"{d}/{name}", blob) for name, blob in _blobs_of(sub))
     return out
-
-
-
-
-def _is_race(line: str) -> bool:
-    # "[rejected] (fetch first)" / "(non-fast-forward)": someone pushed first;
-    # a remote ref lock failure is the same race seen from the server side.
-    return "[rejected]" in line or ("[remote rejected]" in line
-                                    and ("lock" in line or "old value" in line))
-
-
-def _is_local(source: str) -> bool:
-    # git's own rule: a URL has "://", an scp-like address a colon before any slash.
-    return "://" not in source and not re.match(r"^[^/]+:", source)
 
 
 def _normalize_source(source: str) -> str:

@@ -1,0 +1,108 @@
+"""The real `git` command against the fleet repository: fetch, push, compare-and-swap.
+
+Owned by store.GitStore, which hands it to write.StatusWriter: the network
+goes through git itself, so the user's SSH config, credential helpers and
+known_hosts apply. No pygit2 here; it runs git in a clone given by path.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from controller.gitstore.common import GitError, _is_local, _last_lines, tracking_ref
+
+
+class Remote:
+    """One branch of the source repository, reached with the git command.
+
+    `local`: the source is on this machine (a push then skips compression)."""
+
+    def __init__(self, source: str, branch: str, timeout: float, local: bool):
+        self._source = source
+        self._branch = branch
+        self._tracking = tracking_ref(branch)
+        self._timeout = timeout      # seconds, for each git command
+        self._local = local
+
+    def fetch(self, clone: Path, had_tip: bool) -> None:
+        """Fetch the branch into clone's origin/<branch>. had_tip: the clone had
+        fetched the branch before, so its absence now is an error, not an empty
+        repository."""
+        if _is_local(self._source) and not Path(self._source).exists():
+            raise GitError(f"fleet repository {self._source} does not exist: "
+                           "check --repo (a path to a bare repository, or a URL)")
+        # Forced refspec: the controller follows the source even if it was rewritten.
+        proc = self.git(clone, "fetch", "--quiet", "--no-tags", "origin",
+                        f"+refs/heads/{self._branch}:{self._tracking}")
+        if proc.returncode == 0:
+            return
+        if "couldn't find remote ref" in proc.stderr:
+            if had_tip:
+                raise GitError(f"branch {self._branch} has disappeared from {self._source}; "
+                               "the controller will not take that to mean 'no tasks'. "
+                               "Restore the branch or point --repo elsewhere")
+            return     # an empty repository: no commits on the branch yet
+        raise GitError(f"cannot fetch {self._branch} from {self._source}: {_last_lines(proc.stderr)}. "
+                       "Check that it is a git repository this machine can reach "
+                       "(path, URL, SSH keys, credentials, known_hosts)")
+
+    def push(self, clone: Path, commit: str) -> bool:
+        """Push commit of clone as the new branch tip; False when someone pushed first."""
+        # To a repository on this machine, compressing and delta-ing the pack only
+        # burns CPU (a 100k-file status tree is 4 MB, the push's main cost): send it
+        # as it is; the receiving repository's own gc compresses it later.
+        fast = ("-c", "pack.compression=0", "-c", "pack.window=0") if self._local else ()
+        proc = self.git(clone, *fast, "push", *(("--no-thin",) if fast else ()),
+                        "--porcelain", "origin", f"{commit}:refs/heads/{self._branch}")
+        if proc.returncode == 0:
+            return True
+        rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
+        if rejected and all(_is_race(ln) for ln in rejected):
+            return False
+        detail = _last_lines("\n".join(rejected) + "\n" + proc.stderr)
+        raise GitError(f"cannot push status commit to {self._branch} of {self._source}: {detail}. "
+                       "Check write access to the fleet repository and its server-side hooks")
+
+    def swap(self, source_dir: Path, commit: str, old: str) -> bool:
+        """Move the branch of the source repository in source_dir from old ("" for
+        none) to commit (`git update-ref NEW OLD`, the lock a push takes too);
+        False when someone moved it first."""
+        proc = self.git(source_dir, "update-ref", "-m", "fleet: status",
+                        f"refs/heads/{self._branch}", commit, old or "0" * 40)
+        if proc.returncode == 0:
+            return True
+        if "but expected" in proc.stderr or "cannot lock ref" in proc.stderr:
+            return False
+        raise GitError(f"cannot update {self._branch} of {self._source}: {_last_lines(proc.stderr)}. "
+                       "Check write access to the fleet repository")
+
+    def git(self, cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        """Run git in cwd, stopped (with its ssh child) after the timeout."""
+        # No terminal prompt (a controller has nobody to answer it); a new session
+        # so ssh cannot open /dev/tty either; C locale so messages can be parsed.
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"}
+        try:
+            proc = subprocess.Popen(["git", "-C", str(cwd), *args], env=env,
+                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            raise GitError("the git command was not found: install git") from None
+        try:
+            out, err = proc.communicate(stdin, timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)   # git and its ssh child
+            proc.communicate()
+            raise GitError(f"git {args[0]} with {self._source} took longer than "
+                           f"{self._timeout:.0f}s and was stopped: check the network") from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
+                                           err.decode(errors="replace"))
+
+
+def _is_race(line: str) -> bool:
+    # "[rejected] (fetch first)" / "(non-fast-forward)": someone pushed first;
+    # a remote ref lock failure is the same race seen from the server side.
+    return "[rejected]" in line or ("[remote rejected]" in line
+                                    and ("lock" in line or "old value" in line))
