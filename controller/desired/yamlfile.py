@@ -16,11 +16,19 @@ of YAML 1.1 silently turning them into True, 8, 90 or a date.
 """
 from __future__ import annotations
 
+import enum
 import re
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+# What a loaded file holds: YAML 1.2 core scalars, lists, and mappings with text keys.
+Scalar: TypeAlias = "str | int | float | bool | None"
+Data: TypeAlias = "Scalar | list[Data] | dict[str, Data]"
+# Where a value sits in a document: keys and list indexes, e.g. ('depends_on', 1).
+Path: TypeAlias = "tuple[str | int, ...]"
+Errors: TypeAlias = "list[tuple[int, str]]"   # [(1-based line, message)]
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 20          # fleet files need four levels at most
@@ -31,8 +39,15 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _PLAIN = "fleet:plain"  # an untagged plain scalar, typed by _plain() below
 
-_MISSING = object()
-_WORDS = {"": None, "~": None, "null": None, "Null": None, "NULL": None,
+
+
+class _Missing(enum.Enum):
+    """A sentinel with a type of its own, so `is not _MISSING` narrows what _WORDS gave."""
+    MISSING = enum.auto()
+
+
+_MISSING = _Missing.MISSING
+_WORDS: dict[str, bool | None] = {"": None, "~": None, "null": None, "Null": None, "NULL": None,
           "true": True, "True": True, "TRUE": True,
           "false": False, "False": False, "FALSE": False}
 _NUMBER = re.compile(r"[-+]?(?:(?:0|[1-9][0-9]*)(\.[0-9]*)?|(\.[0-9]+))([eE][-+]?[0-9]+)?\Z")
@@ -44,10 +59,14 @@ class _Loader(yaml.CSafeLoader):
 
     # The composer calls these for every node, for path resolvers we do not use;
     # C-level no-ops instead of PyYAML's Python methods save ~10% of a parse.
-    descend_resolver = {}.get
-    ascend_resolver = tuple
+    if TYPE_CHECKING:   # what they stand in for: mypy cannot type a builtin as a method
+        def descend_resolver(self, current_node: object, current_index: object) -> None: ...
+        def ascend_resolver(self) -> None: ...
+    else:
+        descend_resolver = {}.get
+        ascend_resolver = tuple
 
-    def resolve(self, kind, value, implicit):
+    def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
             return _PLAIN if implicit[0] else _STR
         return _MAP if kind is MappingNode else _SEQ
@@ -58,24 +77,27 @@ class Loaded:
 
     __slots__ = ("data", "errors", "_root")
 
-    def __init__(self, data: dict | None, errors: list[tuple[int, str]], root=None) -> None:
+    def __init__(self, data: dict[str, Data] | None, errors: Errors,
+                 root: MappingNode | None = None) -> None:
         self.data = data
         self.errors = errors          # [(1-based line, message)]
         self._root = root
 
     def key_lines(self, keys: tuple[str, ...]) -> dict[str, int]:
-        """The line of each of `keys` that the top-level mapping has."""
+        """The line of each of `keys` that the top-level mapping has ({} when none was read)."""
+        if self._root is None:
+            return {}
         return {k.value: k.start_mark.line + 1 for k, _ in self._root.value if k.value in keys}
 
-    def line(self, path: tuple = ()) -> int:
+    def line(self, path: Path = ()) -> int:
         """1-based line of the value at `path` (a key's own line for a mapping entry).
 
         An unresolvable path gives the line of its deepest existing part.
         """
-        node = self._root
+        node: Node | None = self._root
         if node is None:
             return 1
-        line = node.start_mark.line + 1
+        line: int = node.start_mark.line + 1
         for step in path:
             if isinstance(node, MappingNode):
                 pair = next(((k, v) for k, v in node.value if k.value == step), None)
@@ -117,9 +139,10 @@ def load(raw: bytes) -> Loaded:
     if not isinstance(root, MappingNode):
         return Loaded(None, [(root.start_mark.line + 1, "the file must hold a mapping of keys "
                               f"to values, like `name: value`, not {_kind(root)}")])
-    errors: list[tuple[int, str]] = []
-    try:
-        data = _construct(root, 0, errors)
+    errors: Errors = []
+    data: dict[str, Data] | None
+    try:   # a MappingNode constructs to a dict
+        data = cast("dict[str, Data]", _construct(root, 0, errors))
     except _Stop:
         data = None
     return Loaded(None if errors else data, errors, root)
@@ -162,12 +185,12 @@ def _scan(raw: bytes) -> tuple[int, str] | None:
         while loader.check_event():
             event = loader.get_event()
             if isinstance(event, yaml.AliasEvent):
-                return (event.start_mark.line + 1, f"YAML aliases (*{event.anchor}) are not "
+                return (_event_line(event), f"YAML aliases (*{event.anchor}) are not "
                         "allowed in fleet files: write the value out in full")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    return (event.start_mark.line + 1, _too_deep())
+                    return (_event_line(event), _too_deep())
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as e:
@@ -179,6 +202,11 @@ def _scan(raw: bytes) -> tuple[int, str] | None:
     finally:
         loader.dispose()
     return None
+
+
+def _event_line(event: yaml.Event) -> int:
+    mark = event.start_mark   # libyaml marks every event; the types allow None
+    return mark.line + 1 if mark else 1
 
 
 def _too_deep() -> str:
@@ -219,7 +247,7 @@ def _reader_error(raw: bytes, e: yaml.YAMLError) -> tuple[int, str]:
             f"a character YAML does not allow{what} at byte offset {pos}: remove it")
 
 
-def _kind(node) -> str:
+def _kind(node: Node) -> str:
     if isinstance(node, SequenceNode):
         return "a list"
     if isinstance(node, MappingNode):
@@ -227,7 +255,7 @@ def _kind(node) -> str:
     return f"a single value ({node.value[:40]!r})"
 
 
-def _plain(text: str) -> Any:
+def _plain(text: str) -> Scalar:
     """The YAML 1.2 core type of an untagged plain scalar (no leading zeros allowed)."""
     word = _WORDS.get(text, _MISSING)
     if word is not _MISSING:
@@ -239,14 +267,15 @@ def _plain(text: str) -> Any:
     return text
 
 
-def _construct(node, depth: int, errors: list) -> Any:
+def _construct(node: Node, depth: int, errors: Errors) -> Data:
     cls = node.__class__
     if cls is ScalarNode:
         if node.tag == _PLAIN:
             return _plain(node.value)
         if node.tag != _STR:
             _bad_tag(node, errors)
-        return node.value
+        text: str = node.value
+        return text
     if depth >= MAX_DEPTH:
         errors.append((node.start_mark.line + 1, _too_deep()))
         raise _Stop
@@ -256,7 +285,7 @@ def _construct(node, depth: int, errors: list) -> Any:
         return [_construct(item, depth + 1, errors) for item in node.value]
     if node.tag != _MAP:
         _bad_tag(node, errors)
-    out: dict[str, Any] = {}
+    out: dict[str, Data] = {}
     for key_node, value in node.value:
         key = key_node.value if key_node.tag == _PLAIN else _key(key_node, errors)
         if key in out:
@@ -269,23 +298,24 @@ def _construct(node, depth: int, errors: list) -> Any:
     return out
 
 
-def _duplicate(mapping, key_node, errors: list) -> None:
+def _duplicate(mapping: Node, key_node: Node, errors: Errors) -> None:
     first = next(k for k, _ in mapping.value if k.value == key_node.value)
     errors.append((key_node.start_mark.line + 1, f"duplicate key {key_node.value!r} (first at "
                    f"line {first.start_mark.line + 1}): YAML would keep only the last one; "
                    "remove one of them"))
 
 
-def _key(node, errors: list) -> str:
+def _key(node: Node, errors: Errors) -> str:
     if node.__class__ is not ScalarNode:
         errors.append((node.start_mark.line + 1, f"a key must be a plain word, not {_kind(node)}"))
         return f"<{_kind(node)} at line {node.start_mark.line + 1}>"
     if node.tag not in (_PLAIN, _STR):
         _bad_tag(node, errors)
-    return node.value
+    key: str = node.value   # a scalar's value is its text
+    return key
 
 
-def _bad_tag(node, errors: list) -> None:
+def _bad_tag(node: Node, errors: Errors) -> None:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
     errors.append((node.start_mark.line + 1, f"the YAML tag '{tag}' is not allowed: fleet "
                    "files hold plain data (text, numbers, lists, mappings); remove the tag"))
