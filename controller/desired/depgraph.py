@@ -6,6 +6,12 @@ edited task file rechecks its dependents only, not all 100k tasks. Pure Python.
 """
 from __future__ import annotations
 
+import builtins
+from typing import Iterator
+
+# Inside the class body `set` names the method DependsOn.set, so its annotations
+# spell the builtin type as builtins.set.
+
 
 class DependsOn:
     """The depends_on graph, and which tasks sit on a cycle, kept up to date per change."""
@@ -34,7 +40,7 @@ class DependsOn:
             del self.edges[tid]
         return True
 
-    def recompute(self, moved: set[str]) -> set[str]:
+    def recompute(self, moved: builtins.set[str]) -> builtins.set[str]:
         """Re-derive cycles after `moved` changed; returns every task whose checks may change.
 
         Only tasks that reach a moved one (its dependents, transitively) can gain
@@ -53,7 +59,7 @@ class DependsOn:
                 self.cycles[tid] = self._cycle_from(tid, scc) if len(scc) < 200 else big
         return affected
 
-    def _ancestors(self, seeds: set[str]) -> set[str]:
+    def _ancestors(self, seeds: builtins.set[str]) -> builtins.set[str]:
         seen, todo = set(seeds), list(seeds)
         while todo:
             for up in self.dependents.get(todo.pop(), ()):
@@ -62,19 +68,24 @@ class DependsOn:
                     todo.append(up)
         return seen
 
-    def _components(self, starts: set[str]) -> list[list[str]]:
+    def _components(self, starts: builtins.set[str]) -> list[list[str]]:
         """Components of 2+ tasks reachable from `starts` (Tarjan's algorithm, iterative).
 
         A task without edges is never on a cycle, so it is never visited.
         """
-        edges, index, low, stack, on_stack, found = self.edges, {}, {}, [], set(), []
+        edges = self.edges
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        on_stack: set[str] = set()
+        found: list[list[str]] = []
         for root in starts:
             if root in index or root not in edges:
                 continue
             index[root] = low[root] = len(index)
             stack.append(root)
             on_stack.add(root)
-            work = [(root, iter(edges[root]))]
+            work: list[tuple[str, Iterator[str]]] = [(root, iter(edges[root]))]
             while work:
                 node, children = work[-1]
                 for child in children:
@@ -92,7 +103,7 @@ class DependsOn:
                         parent = work[-1][0]
                         low[parent] = min(low[parent], low[node])
                     if low[node] == index[node]:
-                        scc = []
+                        scc: list[str] = []
                         while not scc or scc[-1] != node:
                             scc.append(stack.pop())
                             on_stack.discard(scc[-1])
@@ -102,13 +113,14 @@ class DependsOn:
 
     def _cycle_from(self, start: str, scc: list[str]) -> str:
         """The shortest path start -> ... -> start inside one component (breadth first)."""
-        members, parent, todo = set(scc), {start: None}, [start]
+        members, todo = set(scc), [start]
+        parent: dict[str, str | None] = {start: None}
         for node in todo:
             for nxt in self.edges.get(node, ()):
                 if nxt == start:
                     path = [node]
-                    while parent[path[-1]] is not None:
-                        path.append(parent[path[-1]])
+                    while (up := parent[path[-1]]) is not None:
+                        path.append(up)
                     return " -> ".join([*reversed(path), start])
                 if nxt in members and nxt not in parent:
                     parent[nxt] = node
