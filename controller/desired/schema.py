@@ -21,12 +21,26 @@ import json
 import math
 import re
 from importlib import resources
-from typing import Any, Callable
+from typing import Callable, TypeAlias, TypedDict, cast
 
 import jsonschema
 
+from controller.desired.yamlfile import Data, Path, Scalar
+
 KINDS = ("host", "agent", "task", "status", "fleet")
-Check = Callable[[Any], bool]
+Check: TypeAlias = Callable[[object], bool]
+# The draft 2020-12 keywords our schemas use (the compiler below refuses others).
+# Functional syntax: "$ref" and "$defs" are not identifiers.
+Schema = TypedDict("Schema", {
+    "$schema": str, "$id": str, "$comment": str, "$ref": str, "$defs": "dict[str, Schema]",
+    "title": str, "description": str, "default": Data, "examples": "list[Data]",
+    "deprecated": bool, "format": str, "markdownDescription": str,
+    "type": "str | list[str]", "enum": "list[Scalar]", "anyOf": "list[Schema]",
+    "pattern": str, "minLength": int, "minimum": float, "maximum": float,
+    "items": "Schema", "minItems": int, "maxItems": int, "uniqueItems": bool,
+    "properties": "dict[str, Schema]", "required": "list[str]",
+    "additionalProperties": "Schema | bool", "propertyNames": "Schema",
+}, total=False)
 
 # What values of a named $defs entry, or of a bare pattern, look like, in words.
 _PHRASES = {
@@ -50,12 +64,13 @@ _PHRASES = {
 
 
 @functools.cache
-def load(kind: str) -> dict:
+def load(kind: str) -> Schema:
     """The parsed JSON Schema of one file kind ('host', 'agent', 'task', 'status', 'fleet')."""
     if kind not in KINDS:
         raise ValueError(f"unknown schema kind {kind!r}; known: {', '.join(KINDS)}")
     ref = resources.files("controller").joinpath("schemas", f"{kind}.schema.json")
-    return json.loads(ref.read_text(encoding="utf-8"))
+    schema: Schema = json.loads(ref.read_text(encoding="utf-8"))
+    return schema
 
 
 class _Checker:
@@ -76,12 +91,12 @@ def _checker(kind: str) -> _Checker:
     return _Checker(kind)
 
 
-def is_valid(kind: str, data: Any) -> bool:
+def is_valid(kind: str, data: object) -> bool:
     c = _checker(kind)
     return c.fast(data) or c.full.is_valid(data)
 
 
-def errors(kind: str, data: Any) -> list[tuple[tuple, str]]:
+def errors(kind: str, data: object) -> list[tuple[Path, str]]:
     """Every schema error in `data` as (path in the document, message); [] when valid.
 
     A path is a tuple of keys and list indexes, e.g. ('depends_on', 1); the
@@ -90,7 +105,7 @@ def errors(kind: str, data: Any) -> list[tuple[tuple, str]]:
     c = _checker(kind)
     if c.fast(data):
         return []
-    out: dict[tuple[tuple, str], None] = {}   # ordered, without duplicates
+    out: dict[tuple[Path, str], None] = {}   # ordered, without duplicates
     for err in c.full.iter_errors(data):
         for item in _explain(c, err):
             out[item] = None
@@ -108,8 +123,9 @@ class _Unsupported(Exception):
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description",
                           "default", "examples", "deprecated", "format", "markdownDescription"})
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_PY_TYPES = {"string": (str,), "boolean": (bool,), "null": (type(None),), "array": (list,),
-             "object": (dict,), "integer": (int,), "number": (int, float)}
+_PY_TYPES: dict[str, tuple[type[object], ...]] = {
+    "string": (str,), "boolean": (bool,), "null": (type(None),), "array": (list,),
+    "object": (dict,), "integer": (int,), "number": (int, float)}
 # Keywords a typed schema's one fused predicate handles (an int is never a bool here:
 # type(v) is compared exactly; 5.0 as an integer is left to jsonschema).
 _FUSED = {"string": {"pattern", "minLength"}, "integer": {"minimum", "maximum"},
@@ -122,21 +138,23 @@ _GENERIC = {"type", "$ref", "enum", "anyOf", "pattern", "minimum"}
 class _Compiler:
     """Turns the subset of draft 2020-12 our schemas use into one closure per schema."""
 
-    def __init__(self, root: dict) -> None:
+    def __init__(self, root: Schema) -> None:
         self.root = root
         self.defs: dict[str, Check] = {}
 
-    def compile(self, s: dict | bool) -> Check:
+    def compile(self, s: Schema | bool) -> Check:
         if isinstance(s, bool):
             return (lambda v: True) if s else (lambda v: False)
         keys = set(s) - _ANNOTATIONS
         t = s.get("type")
         if isinstance(t, str) and keys - {"type"} <= _FUSED[t]:
-            return getattr(self, "_" + t)(s)
+            fused: Callable[[Schema], Check] = getattr(self, "_" + t)
+            return fused(s)
         if keys - _GENERIC:
             raise _Unsupported(", ".join(sorted(keys - _GENERIC)))
-        checks = []
+        checks: list[Check] = []
         if "type" in s:
+            t = s["type"]
             types = tuple(x for name in ([t] if isinstance(t, str) else t) for x in _PY_TYPES[name])
             checks.append(lambda v: type(v) in types)
         if "$ref" in s:
@@ -151,7 +169,7 @@ class _Compiler:
             checks.append(lambda v: type(v) is not str or search(v) is not None)
         if "minimum" in s:
             low = s["minimum"]
-            checks.append(lambda v: type(v) not in (int, float) or v >= low)
+            checks.append(lambda v: not (type(v) is int or type(v) is float) or v >= low)
         if len(checks) == 1:
             return checks[0]
         return lambda v: all(c(v) for c in checks)
@@ -165,38 +183,38 @@ class _Compiler:
         return self.defs[name]
 
     @staticmethod
-    def _enum(values: list) -> Check:
+    def _enum(values: list[Scalar]) -> Check:
         if any(type(e) not in _SCALARS for e in values):
             raise _Unsupported("enum of containers")
         pairs = frozenset((type(e), e) for e in values)    # type-strict: true is not 1
         return lambda v: type(v) in _SCALARS and (type(v), v) in pairs
 
-    def _string(self, s: dict) -> Check:
+    def _string(self, s: Schema) -> Check:
         search = re.compile(s["pattern"]).search if "pattern" in s else None
         least = s.get("minLength", 0)
         if search:
             return lambda v: type(v) is str and len(v) >= least and search(v) is not None
         return lambda v: type(v) is str and len(v) >= least
 
-    def _integer(self, s: dict) -> Check:
+    def _integer(self, s: Schema) -> Check:
         low, high = s.get("minimum", -math.inf), s.get("maximum", math.inf)
         return lambda v: type(v) is int and low <= v <= high
 
-    def _number(self, s: dict) -> Check:
+    def _number(self, s: Schema) -> Check:
         return lambda v: type(v) is int or type(v) is float
 
-    def _boolean(self, s: dict) -> Check:
+    def _boolean(self, s: Schema) -> Check:
         return lambda v: type(v) is bool
 
-    def _null(self, s: dict) -> Check:
+    def _null(self, s: Schema) -> Check:
         return lambda v: v is None
 
-    def _array(self, s: dict) -> Check:
+    def _array(self, s: Schema) -> Check:
         each = self.compile(s["items"]) if "items" in s else None
         low, high = s.get("minItems", 0), s.get("maxItems", math.inf)
         unique = s.get("uniqueItems", False)
 
-        def check(v):
+        def check(v: object) -> bool:
             if type(v) is not list or not low <= len(v) <= high:
                 return False
             if each is not None:
@@ -207,17 +225,18 @@ class _Compiler:
             return not unique or (len(set(v)) == len(v) and all(type(x) is str for x in v))
         return check
 
-    def _object(self, s: dict) -> Check:
+    def _object(self, s: Schema) -> Check:
         props = {k: self.compile(p) for k, p in s.get("properties", {}).items()}
         extra = s.get("additionalProperties", True)
-        other = None if extra is False else self.compile(extra)
+        closed = extra is False
+        other = self.compile(extra)   # never asked when closed: unknown keys fail first
         names = self.compile(s["propertyNames"]) if "propertyNames" in s else None
         need, known = frozenset(s.get("required", ())), frozenset(props)
 
-        def check(v):
+        def check(v: object) -> bool:
             if type(v) is not dict or not v.keys() >= need:
                 return False
-            if other is None and not v.keys() <= known:
+            if closed and not v.keys() <= known:
                 return False
             for k, x in v.items():
                 c = props.get(k, other)
@@ -229,7 +248,7 @@ class _Compiler:
 
 # ---- the slow path: jsonschema errors rewritten for people -------------------
 
-def field_name(path: tuple) -> str:
+def field_name(path: Path) -> str:
     """('env', 'PATH') -> 'env.PATH'; ('depends_on', 1) -> 'depends_on[1]'."""
     out = ""
     for p in path:
@@ -237,7 +256,7 @@ def field_name(path: tuple) -> str:
     return out
 
 
-def show(v: Any) -> str:
+def show(v: object) -> str:
     """A value as a person would write it in YAML."""
     if v is None:
         return "nothing (an empty value)"
@@ -252,27 +271,34 @@ def show(v: Any) -> str:
     return str(v)
 
 
-def _explain(c: _Checker, err) -> list[tuple[tuple, str]]:
+def _explain(c: _Checker, err: jsonschema.ValidationError) -> list[tuple[Path, str]]:
     path = tuple(err.absolute_path)
     at = f"{field_name(path)}: " if path else ""
-    kw, inst, sch, value = err.validator, err.instance, err.schema, err.validator_value
+    # iter_errors sets these on every error it yields. Each keyword judges one kind
+    # of instance (required a mapping, uniqueItems a list, propertyNames a key), so
+    # those branches say which; the schema holding the keyword is a mapping in ours.
+    kw, inst, value = cast(str, err.validator), cast(Data, err.instance), err.validator_value
+    sch = cast(Schema, err.schema)
     if "propertyNames" in err.absolute_schema_path:
-        return [(path + (inst,), f"{at}{show(inst)} is not a valid variable name: "
+        key = cast(str, inst)
+        return [(path + (key,), f"{at}{show(key)} is not a valid variable name: "
                  "use letters, digits and '_', not starting with a digit, and none of "
                  "IFS, PWD, OLDPWD, PS4, ENV, CDPATH, OPTIND (the shell's own)")]
     if kw == "additionalProperties" and value is False:
-        return [_unknown_key(path, k, sch) for k in inst if k not in sch.get("properties", {})]
+        given = cast("dict[str, Data]", inst)
+        return [_unknown_key(path, k, sch) for k in given if k not in sch.get("properties", {})]
     if kw == "required":
-        props = sch.get("properties", {})
+        props, given = sch.get("properties", {}), cast("dict[str, Data]", inst)
         return [(path, f"{at}missing required key '{k}'{_about(c, props.get(k))}")
-                for k in value if k not in inst]
+                for k in cast("list[str]", value) if k not in given]
     if kw == "minLength":
         return [(path, f"{at}must not be empty")]
     if kw in ("minItems", "maxItems"):
         most = "least" if kw == "minItems" else "most"
         return [(path, f"{at}must list at {most} {value} item{'s' if value != 1 else ''}")]
     if kw == "uniqueItems":
-        dup = next((x for i, x in enumerate(inst) if x in inst[:i]), None)
+        items = cast("list[Data]", inst)
+        dup = next((x for i, x in enumerate(items) if x in items[:i]), None)
         return [(path, f"{at}lists {show(dup)} more than once: remove the repeat")]
     name = c.def_names.get(id(sch))
     if kw == "pattern" or name == "duration":
@@ -280,7 +306,7 @@ def _explain(c: _Checker, err) -> list[tuple[tuple, str]]:
     return [(path, f"{at}must be {_expect(c, sch)}, got {show(inst)}{_hint(sch, inst, name)}")]
 
 
-def _unknown_key(path: tuple, key: Any, sch: dict) -> tuple[tuple, str]:
+def _unknown_key(path: Path, key: str, sch: Schema) -> tuple[Path, str]:
     allowed = sorted(sch.get("properties", {}))
     guess = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
     where = f" in {field_name(path)}" if path else ""
@@ -288,7 +314,7 @@ def _unknown_key(path: tuple, key: Any, sch: dict) -> tuple[tuple, str]:
     return (path + (key,), f"unknown key {show(key)}{where}{mean} (allowed: {', '.join(allowed)})")
 
 
-def _about(c: _Checker, sch: dict | None) -> str:
+def _about(c: _Checker, sch: Schema | None) -> str:
     if not sch:
         return ""
     desc = sch.get("description") or c.schema.get("$defs", {}).get(
@@ -296,7 +322,7 @@ def _about(c: _Checker, sch: dict | None) -> str:
     return f": {desc[0].lower()}{desc[1:].rstrip('.')}" if desc else ""
 
 
-def _expect(c: _Checker, sch: dict) -> str:
+def _expect(c: _Checker, sch: Schema) -> str:
     """What a valid value of `sch` looks like, in words."""
     ref = sch.get("$ref", "").rpartition("/")[2]
     phrase = (_PHRASES.get(c.def_names.get(id(sch), "")) or _PHRASES.get(ref)
@@ -315,7 +341,7 @@ def _expect(c: _Checker, sch: dict) -> str:
     return " or ".join(_type_words(t, sch) for t in (types if isinstance(types, list) else [types]))
 
 
-def _type_words(t: str, sch: dict) -> str:
+def _type_words(t: str, sch: Schema) -> str:
     if t in ("integer", "number"):
         words = "an integer" if t == "integer" else "a number"
         if "minimum" in sch and "maximum" in sch:
@@ -325,9 +351,10 @@ def _type_words(t: str, sch: dict) -> str:
             "array": "a list", "object": "a mapping"}.get(t, t)
 
 
-def _hint(sch: dict, inst: Any, name: str | None) -> str:
+def _hint(sch: Schema, inst: Data, name: str | None) -> str:
     """A nudge for the YAML 1.1 habits that trip people up (yamlfile reads YAML 1.2 scalars)."""
-    types = sch.get("type") if isinstance(sch.get("type"), list) else [sch.get("type")]
+    t = sch.get("type")
+    types = t if isinstance(t, list) else [t]
     if isinstance(inst, str):
         if "boolean" in types and inst.lower() in ("yes", "no", "on", "off", "y", "n"):
             return " (write true or false)"
