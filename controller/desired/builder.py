@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeAlias, TypedDict, TypeVar, cast
 
 from controller.desired import schema
 from controller.desired import yamlfile
+from controller.desired.yamlfile import Data, Errors
 from controller.desired.depgraph import DependsOn
 from controller.desired.template import check_template
 from controller.durations import parse_duration as _parse_duration
@@ -33,7 +34,15 @@ _DIRS = {"hosts": "host", "agents": "agent", "tasks": "task"}
 _NAME_KEY = {"host": "name", "agent": "name", "task": "id"}
 _CITED = {"task": ("id", "agent", "depends_on"), "host": ("name", "jump"),
           "agent": ("name",), "fleet": ("backoff", "prompt_template")}
-_CONVERT: dict[str, dict[str, Callable]] = {
+# Model-typed values by the dataclass field they fill, for Task(**fields) and the
+# like: each key has its own type (the field's), which no one value type names.
+Fields: TypeAlias = dict[str, Any]
+# classify(): a fleet file's (kind, name, None), else (None, None, problem or None).
+Classified: TypeAlias = "tuple[str, str, None] | tuple[None, None, str | None]"
+_V = TypeVar("_V")
+
+# Each converter takes the value its key's schema allows (a list, a duration...).
+_CONVERT: dict[str, dict[str, Callable[[Any], object]]] = {
     "task": {"constraints": tuple, "validation": tuple, "depends_on": tuple, "feedback": tuple,
              "requires": frozenset, "timeout": parse_duration, "stall_timeout": parse_duration,
              "priority": int, "max_attempts": int, "max_reviews": int, "mode": TaskMode,
@@ -44,18 +53,33 @@ _CONVERT: dict[str, dict[str, Callable]] = {
               "prompt": PromptMode, "output": OutputFormat,
               "env": lambda v: tuple(sorted(v.items()))},
 }
-_MAKE = {"host": Host, "agent": Agent}
+_MAKE: dict[str, Callable[..., Host | Agent]] = {"host": Host, "agent": Agent}
+
+
+class _Backoff(TypedDict, total=False):
+    base: str | int
+    max: str | int
+
+
+class _FleetFile(TypedDict, total=False):
+    """fleet.yaml as its schema lets it be."""
+    poll_interval: str | int
+    backoff: _Backoff
+    cancel_grace: str | int
+    defaults: dict[str, Data]
+    prompt_template: str
 
 
 @dataclass(slots=True)
 class _Parsed:
     """What one blob holds, whatever its path: cached by (kind, blob id)."""
-    fields: dict | None            # model-typed values of the keys it sets; None when unusable
-    errors: list                   # [(line, message)]
-    name: Any = None               # its own id/name value
-    lines: dict | None = None      # line of the top-level keys cross-file messages cite
-    obj: Any = None                # the Host, Agent, Task or Settings it makes
-    made_with: dict | None = None  # the task defaults a Task in obj was made with
+    fields: Fields | None          # model-typed values of the keys it sets; None when unusable
+    errors: Errors                 # [(line, message)]
+    name: Data = None              # its own id/name value
+    # The line of each top-level key cross-file messages cite (empty: never read).
+    lines: Mapping[str, int] = field(default_factory=dict)
+    obj: Host | Agent | Task | Settings | None = None   # what it makes, by its kind
+    made_with: Fields | None = None   # the task defaults a Task in obj was made with
     refs: int = 0
 
 
@@ -68,11 +92,11 @@ class _File:
     problems: list[Problem]
 
 
-def _parse(kind: str, raw: bytes, defaults: dict) -> _Parsed:
+def _parse(kind: str, raw: bytes, defaults: Fields) -> _Parsed:
     loaded = yamlfile.load(raw)
-    if loaded.errors:
-        return _Parsed(None, loaded.errors)
     data = loaded.data
+    if data is None:      # load() gives data exactly when it found no errors
+        return _Parsed(None, loaded.errors)
     lines = loaded.key_lines(_CITED[kind])
     name = data.get(_NAME_KEY.get(kind, ""))
     errors = sorted((loaded.line(path), msg) for path, msg in schema.errors(kind, data))
@@ -80,9 +104,9 @@ def _parse(kind: str, raw: bytes, defaults: dict) -> _Parsed:
         return _Parsed(None, errors, name, lines)
     try:
         if kind == "fleet":
-            return _parse_settings(data, lines)
+            return _parse_settings(cast(_FleetFile, data), lines)   # as its schema checked
         conv = _CONVERT[kind]
-        fields = {k: conv[k](v) if k in conv else v for k, v in data.items()}
+        fields: Fields = {k: conv[k](v) if k in conv else v for k, v in data.items()}
         if kind == "task":    # made now, while its data is hot in the CPU caches
             return _Parsed(fields, [], name, lines, Task(**{**defaults, **fields}), defaults)
         return _Parsed(fields, [], name, lines, _MAKE[kind](**fields))
@@ -90,8 +114,8 @@ def _parse(kind: str, raw: bytes, defaults: dict) -> _Parsed:
         return _Parsed(None, [(1, f"cannot use this file: {e}")], name, lines)
 
 
-def _parse_settings(data: dict, lines: dict) -> _Parsed:
-    def seconds(v, default):
+def _parse_settings(data: _FleetFile, lines: Mapping[str, int]) -> _Parsed:
+    def seconds(v: str | int | None, default: float) -> float:
         return default if v is None else parse_duration(v)
     d, backoff = Settings(), data.get("backoff", {})
     base = seconds(backoff.get("base"), d.backoff_base)
@@ -116,7 +140,7 @@ def _parse_settings(data: dict, lines: dict) -> _Parsed:
     return _Parsed(defaults, [], None, lines, settings)
 
 
-def classify(path: str) -> tuple[str | None, str | None, str | None]:
+def classify(path: str) -> Classified:
     """(kind, name, problem) of a repo path; kind and problem None: not a fleet file."""
     if path == "fleet.yaml":
         return "fleet", "fleet", None
@@ -158,13 +182,13 @@ class DesiredBuilder:
         self._hosts: dict[str, Host] = {}
         self._agents: dict[str, Agent] = {}
         self._settings = Settings()
-        self._defaults: dict[str, Any] = {}
+        self._defaults: Fields = {}
         self._graph = DependsOn()
         self._agent_of: dict[str, str] = {}                     # task id -> agent it names
         self._by_agent: dict[str, set[str]] = {}                # agent name -> task ids
         self._sorted: list[Problem] | None = None
-        self._views = tuple(MappingProxyType(d) for d in
-                            (self._tasks, self._hosts, self._agents, self._invalid))
+        self._views = (MappingProxyType(self._tasks), MappingProxyType(self._hosts),
+                       MappingProxyType(self._agents), MappingProxyType(self._invalid))
         self.changed_tasks: set[str] = set()
         self.parses = 0                                         # files parsed, ever
 
@@ -192,12 +216,13 @@ class DesiredBuilder:
                        invalid=invalid, commit=commit)
 
     # ---- files -------------------------------------------------------------------
-    def _take_changes(self, changes, read) -> None:
-        latest: dict[str, tuple] = {}
+    def _take_changes(self, changes: Iterable[tuple[str, str | None]],
+                      read: Callable[[str], bytes]) -> None:
+        latest: dict[str, tuple[str | None, Classified]] = {}
         for path, blob in changes:
             old = self._paths.get(path)
             if (old.blob if old else None) != blob:
-                latest[path] = (blob, *classify(path))
+                latest[path] = (blob, classify(path))
         touched: dict[str, set[str]] = {k: set() for k in _KINDS}
         # fleet.yaml first: task files are then parsed with the defaults they will use.
         fleet = latest.pop("fleet.yaml", None)
@@ -209,20 +234,22 @@ class DesiredBuilder:
         self.changed_tasks = set()
         self._rebuild(touched, defaults_changed)
 
-    def _swap(self, latest: dict[str, tuple], read, touched: dict[str, set[str]]) -> None:
+    def _swap(self, latest: dict[str, tuple[str | None, Classified]],
+              read: Callable[[str], bytes], touched: dict[str, set[str]]) -> None:
         # Parse the new blobs before dropping the old, so a renamed file is not re-read.
-        new = {path: self._parsed(v[1], v[0], read) for path, v in latest.items()}
+        new = {path: self._parsed(where[0], blob, read) for path, (blob, where) in latest.items()
+               if blob is not None and where[0] is not None}
         for path in latest:
             self._forget(path)
-        for path, (blob, kind, name, problem) in latest.items():
-            if blob is not None and (kind or problem):
-                self._add(path, blob, kind, name, problem, new[path])
-            if kind:
-                touched[kind].add(name)
+        for path, (blob, where) in latest.items():
+            if where[0] is not None:
+                if blob is not None:
+                    self._add(path, blob, where[0], where[1], new[path])
+                touched[where[0]].add(where[1])
+            elif blob is not None and where[2]:   # not a fleet file as named: kept for its problem
+                self._paths[path] = _File(path, blob, None, [Problem(path, 1, where[2])])
 
-    def _parsed(self, kind: str | None, blob: str | None, read) -> _Parsed | None:
-        if blob is None or kind is None:
-            return None
+    def _parsed(self, kind: str, blob: str, read: Callable[[str], bytes]) -> _Parsed:
         parsed = self._cache.get((kind, blob))
         if parsed is None:
             parsed = self._cache[(kind, blob)] = _parse(kind, read(blob), self._defaults)
@@ -235,15 +262,15 @@ class DesiredBuilder:
         self._cross.pop(path, None)
         if old is None or old.parsed is None:
             return
-        kind, name, _ = classify(path)
+        kind, name, _ = cast("tuple[str, str, None]", classify(path))   # parsed: a fleet file
         del self._named[kind][name]
         old.parsed.refs -= 1
         if old.parsed.refs <= 0:
             del self._cache[(kind, old.blob)]
 
-    def _add(self, path, blob, kind, name, problem, parsed: _Parsed | None) -> None:
-        found = [Problem(path, 1, problem)] if problem else []
-        if parsed is not None and (parsed.errors or parsed.name != name):
+    def _add(self, path: str, blob: str, kind: str, name: str, parsed: _Parsed) -> None:
+        found: list[Problem] = []
+        if parsed.errors or parsed.name != name:
             found += [Problem(path, line, msg) for line, msg in parsed.errors]
             key = _NAME_KEY.get(kind)
             if key and isinstance(parsed.name, str) and parsed.name != name \
@@ -252,8 +279,7 @@ class DesiredBuilder:
                     f"{key}: '{parsed.name}' does not match the file name: set {key}: {name}, "
                     f"or rename the file to {path.rpartition('/')[0]}/{parsed.name}.yaml")))
         self._paths[path] = entry = _File(path, blob, parsed, found)
-        if kind:
-            self._named[kind][name] = entry
+        self._named[kind][name] = entry
 
     def _usable(self, kind: str, name: str) -> _Parsed | None:
         """The parsed file of a host, agent or task with no problem of its own."""
@@ -270,7 +296,7 @@ class DesiredBuilder:
         for name in touched["agent"]:
             usable = self._usable("agent", name)
             if usable:
-                self._agents[name] = usable.obj
+                self._agents[name] = cast(Agent, usable.obj)
             else:
                 self._agents.pop(name, None)
             dirty |= self._by_agent.get(name, set())
@@ -284,7 +310,7 @@ class DesiredBuilder:
         old = self._defaults
         usable = self._usable("fleet", "fleet")
         if usable is not None:
-            self._settings = usable.obj
+            self._settings = cast(Settings, usable.obj)
         elif "fleet" not in self._named["fleet"]:
             self._settings = Settings()         # no fleet.yaml: the built-in defaults
         # else: a broken fleet.yaml keeps the last good settings (its problem is
@@ -298,7 +324,9 @@ class DesiredBuilder:
     def _track(self, tid: str) -> bool:
         """Index a changed task by agent and dependencies; True when its edges moved."""
         entry = self._named["task"].get(tid)
-        fields = entry.parsed.fields if entry is not None and not entry.problems else None
+        # (Every named file was parsed: only a misplaced one has no _Parsed.)
+        fields = (cast(_Parsed, entry.parsed).fields if entry is not None and not entry.problems
+                  else None)
         agent = fields["agent"] if fields else None
         old = self._agent_of.pop(tid, None)
         if old is not None:
@@ -310,26 +338,27 @@ class DesiredBuilder:
         return self._graph.set(tid, deps, entry is not None)
 
     def _recheck(self, tid: str) -> None:
-        task = why = None
+        task: Task | None = None
+        why: str | None = None
         entry = self._named["task"].get(tid)
         if entry is not None:
             if self._cross:
                 self._cross.pop(entry.path, None)
-            found = entry.problems or self._task_cross(tid, entry.parsed, entry.path)
+            parsed = cast(_Parsed, entry.parsed)    # a named file, so parsed
+            found = entry.problems or self._task_cross(tid, parsed, entry.path)
             if found:
                 why = f"{found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
-            else:
-                parsed = entry.parsed
+            else:   # no problems: its fields are usable, its obj a Task
                 if parsed.made_with is not self._defaults:
-                    parsed.obj = Task(**{**self._defaults, **parsed.fields})
+                    parsed.obj = Task(**{**self._defaults, **cast(Fields, parsed.fields)})
                     parsed.made_with = self._defaults
-                task = parsed.obj
+                task = cast(Task, parsed.obj)
         old_task, old_why = _put(self._tasks, tid, task), _put(self._invalid, tid, why)
         if why != old_why or (task is not old_task and task != old_task):
             self.changed_tasks.add(tid)
 
     def _task_cross(self, tid: str, parsed: _Parsed, path: str) -> list[Problem]:
-        fields, named = parsed.fields, self._named["task"]
+        fields, named = cast(Fields, parsed.fields), self._named["task"]   # no problems of its own
         deps = fields.get("depends_on", ())
         if fields["agent"] in self._agents and tid not in self._graph.cycles and (
                 not deps or all(d in named and d != tid for d in deps)):
@@ -376,11 +405,11 @@ class DesiredBuilder:
                 path = f"hosts/{name}.yaml"
                 self._cross[path] = [Problem(path, parsed.lines.get("jump"), why)]
             else:
-                self._hosts[name] = parsed.obj
+                self._hosts[name] = cast(Host, parsed.obj)
 
     def _jump_problem(self, name: str, usable: dict[str, _Parsed]) -> str | None:
         chain = [name]
-        while (jump := usable[chain[-1]].fields.get("jump")) is not None:
+        while (jump := cast(Fields, usable[chain[-1]].fields).get("jump")) is not None:
             if jump == name and len(chain) == 1:
                 return "jump: a host cannot jump through itself: remove jump or name another host"
             if jump in chain:
@@ -393,7 +422,7 @@ class DesiredBuilder:
         return None
 
 
-def _put(d: dict, key: str, value):
+def _put(d: dict[str, _V], key: str, value: _V | None) -> _V | None:
     """Set d[key], or remove it for None; return what was there."""
     old = d.get(key)
     if value is None:
