@@ -210,6 +210,27 @@ def test_a_commit_that_is_gone_everywhere_is_not_merged_and_says_why(repo, targe
     assert "t: commit 0123456789ab is gone from" in caplog.text
 
 
+def test_one_pass_over_many_tasks_and_two_bases_answers_each(repo, targets):
+    real = repo.branch("real", ("1", "one"))
+    squashed = repo.branch("squashed", ("3", "three"))
+    open_ = repo.branch("open", ("5", "five"))
+    on_dev = repo.branch("dev", ("7", "seven"))
+    repo.git("push", "-q", "origin", "main:develop")
+    repo.on_main("merge", "-q", "--no-ff", "-m", "merge real", "task/real")
+    repo.squash("squashed")
+    repo.git("checkout", "-q", "-b", "develop", "origin/develop")
+    repo.git("merge", "-q", "--squash", "task/dev")
+    repo.git("commit", "-q", "-m", "dev (squashed)")
+    repo.git("push", "-q", "origin", "develop")
+    remote = str(repo.remote)
+    checks = [MergeCheck("real", remote, "main", real), MergeCheck("squashed", remote, "main", squashed),
+              MergeCheck("open", remote, "main", open_), MergeCheck("dev", remote, "develop", on_dev),
+              MergeCheck("dev-on-main", remote, "main", on_dev),
+              MergeCheck("gone", remote, "main", "0" * 40), MergeCheck("no-base", remote, "nope", real)]
+    assert targets.merged(checks) == {"real", "squashed", "dev"}
+    assert targets.merged(checks) == {"real", "squashed", "dev"}   # from the cache
+
+
 def test_pins_follow_the_tasks_checked(repo, targets):
     a = repo.branch("a")
     b = repo.branch("b", ("5", "five"))

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -42,6 +43,7 @@ _GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
 FETCH_TIMEOUT = 20.0    # seconds; the engine waits for merge checks, so keep them short
 MERGE_TREE_GIT = (2, 38)    # the first git with `merge-tree --write-tree`
 PIN_PREFIX = "refs/fleet/"
+WORKERS = min(4, os.cpu_count() or 1)   # merge-tree runs at a time, when a base moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class Targets:
         self._answers: dict[tuple[str, str], bool] = {}   # (commit, base tip) -> merged
         self._tips: dict[tuple[str, str], _Tip | None] = {}  # (repo, base) -> tip at last fetch
         self._pins: dict[str, dict[str, str]] = {}  # repo -> {task: commit} under refs/fleet/
+        self._have: dict[str, set[str]] = {}        # repo -> checked commits its cache holds
         self._asked: set[tuple[str, str]] = set()   # (repo, commit) fetched by id since the last fetch
         self._merge_tree: bool | None = None        # None: git's version not asked yet
         self._quarantine: Path | None = None        # merge-tree's scratch objects, one call's
@@ -81,34 +84,54 @@ class Targets:
         """Task ids whose commit is in base.
 
         Each repository is fetched once per call at most, and each (commit, base
-        tip) pair is asked of git once: a pass where no base moved costs no git."""
+        tip) pair is asked of git once: a pass where no base moved costs no git.
+        When a base moved, its repository's ancestors are found in one git run
+        and merge-tree runs only for the other commits, a few at a time."""
+        by_repo: dict[str, list[MergeCheck]] = {}
+        for check in checks:
+            by_repo.setdefault(check.repo, []).append(check)
         done: set[str] = set()
-        tips: dict[tuple[str, str], _Tip | None] = {}
-        pins: dict[str, dict[str, str]] = {}
         answers: dict[tuple[str, str], bool] = {}
         try:
-            for check in checks:
-                key = (check.repo, check.base)
-                if key not in tips:
-                    tips[key] = self._base_tip(check.repo, check.base)
-                tip = tips[key]
-                if tip is None:
-                    continue
-                answer = self._merged(check, tip)
-                if answer is None:
-                    continue        # the commit is not in the cache: nothing to pin or keep
-                answers[(check.commit, tip.commit)] = answer
-                pins.setdefault(check.repo, {})[check.task] = check.commit
-                if answer:
-                    done.add(check.task)
+            for repo, group in by_repo.items():
+                done |= self._merged_in(repo, group, answers)
         finally:
             if self._quarantine is not None:
                 shutil.rmtree(self._quarantine, ignore_errors=True)
                 self._quarantine = None
         self._answers = answers     # only the pairs still asked about: the cache stays small
-        for repo, wanted in pins.items():
-            self._pin(repo, wanted)
         return done
+
+    def _merged_in(self, repo: str, group: list[MergeCheck],
+                   answers: dict[tuple[str, str], bool]) -> set[str]:
+        tips = {base: self._base_tip(repo, base) for base in {c.base for c in group}}
+        asked = [(c, tip) for c in group if (tip := tips[c.base]) is not None]
+        if not asked:
+            return set()
+        mirror = self._mirror(repo)
+        present = self._present(repo, group)
+        self._pin(repo, {c.task: c.commit for c in group if c.commit in present})
+        todo = [(c, tip) for c, tip in asked if c.commit in present
+                and (c.commit, tip.commit) not in self._answers]
+        for tip in {tip for _, tip in todo}:
+            ancestors = self._ancestors(repo, tip, {c.commit for c, t in todo if t == tip})
+            for c, t in todo:
+                if t == tip and c.commit in ancestors:
+                    answers[(c.commit, tip.commit)] = True
+        rest = [(c, tip) for c, tip in todo if (c.commit, tip.commit) not in answers]
+        if rest and self._merge_tree_ok():
+            env = self._quarantined(mirror)
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                found = list(pool.map(lambda ct: _changes_in(mirror, ct[0].commit, ct[1], env), rest))
+        else:
+            found = [False] * len(rest)
+        for (c, tip), answer in zip(rest, found):
+            answers[(c.commit, tip.commit)] = answer
+        for c, tip in asked:
+            key = (c.commit, tip.commit)
+            if key not in answers and key in self._answers:
+                answers[key] = self._answers[key]
+        return {c.task for c, tip in asked if answers.get((c.commit, tip.commit))}
 
     def _base_tip(self, repo: str, base: str) -> _Tip | None:
         fetched_at = self._fetched.get(repo)
@@ -124,54 +147,47 @@ class Targets:
         self._tips[key] = _Tip(lines[0], lines[1]) if len(lines) == 2 else None
         return self._tips[key]
 
-    def _merged(self, check: MergeCheck, tip: _Tip) -> bool | None:
-        """Merged or not; None when the commit is not in the cache (it cannot be told)."""
-        key = (check.commit, tip.commit)
-        if key in self._answers:
-            return self._answers[key]
-        mirror = self._mirror(check.repo)
-        rc, out = _run("-C", str(mirror), "merge-base", tip.commit, check.commit)
-        if rc not in (0, 1) and self._fetch_commit(check):
-            rc, out = _run("-C", str(mirror), "merge-base", tip.commit, check.commit)
-        if rc not in (0, 1):
-            return None
-        if rc == 1:
-            return False            # no history in common: base was replaced, say
-        fork = out.strip()
-        if fork == check.commit:
-            return True             # an ancestor of base: merged for real or fast-forwarded
-        return self._changes_in(check, tip, fork)
+    def _present(self, repo: str, group: list[MergeCheck]) -> set[str]:
+        """The checked commits the cache holds. One the cache never saw (its branch
+        deleted before any fetch of ours) is fetched by its id, once per fetch."""
+        wanted = {c.commit for c in group}
+        have = self._have.get(repo, set()) & wanted     # pinned since we saw them
+        self._have[repo] = have
+        unknown = wanted - have
+        if not unknown:
+            return have
+        mirror = self._mirror(repo)
+        have |= _commits_in(mirror, unknown)
+        missing = sorted(unknown - have - {sha for r, sha in self._asked if r == repo})
+        if missing:
+            self._asked |= {(repo, sha) for sha in missing}
+            # All at once; if one of them is refused, the others one by one.
+            if (_git("-C", str(mirror), "fetch", "-q", "--", repo, *missing,
+                     timeout=FETCH_TIMEOUT) is None and len(missing) > 1):
+                for sha in missing:
+                    _git("-C", str(mirror), "fetch", "-q", "--", repo, sha, timeout=FETCH_TIMEOUT)
+            have |= _commits_in(mirror, set(missing))
+            for c in group:
+                if c.commit in missing and c.commit not in have:
+                    log.warning("%s: commit %s is gone from %s (branch task/%s deleted before "
+                                "fleet fetched it?): cannot tell whether it was merged",
+                                c.task, c.commit[:12], repo, c.task)
+        return have
 
-    def _changes_in(self, check: MergeCheck, tip: _Tip, fork: str) -> bool:
-        """Are the commit's changes already in the tip, though the commit is not?"""
-        if not self._merge_tree_ok():
-            return False
-        mirror = self._mirror(check.repo)
-        rc, out = _run("-C", str(mirror), "merge-tree", "--write-tree", "--no-messages",
-                       tip.commit, check.commit, env=self._quarantined(mirror))
-        if rc != 0 or out.split("\n", 1)[0].strip() != tip.tree:
-            return False            # a conflict (exit 1), or merging would change base
-        # Merging changes nothing. That is "merged" only if the commit changes
-        # something of its own: an empty branch is in every base.
-        rc, out = _run("-C", str(mirror), "rev-parse", f"{check.commit}^{{tree}}", f"{fork}^{{tree}}")
-        trees = out.split()
-        return rc == 0 and len(trees) == 2 and trees[0] != trees[1]
-
-    def _fetch_commit(self, check: MergeCheck) -> bool:
-        """Bring a commit the cache never saw (its branch deleted before any fetch
-        of ours) by its id; once per fetch of the repository. True if it came."""
-        key = (check.repo, check.commit)
-        if key in self._asked:
-            return False
-        self._asked.add(key)
-        mirror = self._mirror(check.repo)
-        if _git("-C", str(mirror), "fetch", "-q", "--", check.repo, check.commit,
-                timeout=FETCH_TIMEOUT) is not None:
-            return True
-        log.warning("%s: commit %s is gone from %s (branch %s deleted before fleet fetched it?): "
-                    "cannot tell whether it was merged", check.task, check.commit[:12],
-                    check.repo, f"task/{check.task}")
-        return False
+    def _ancestors(self, repo: str, tip: _Tip, commits: set[str]) -> set[str]:
+        """Which of `commits` are ancestors of the tip: one git run for the pinned
+        ones (`for-each-ref --merged`), one each for any a failed pin left out."""
+        mirror = self._mirror(repo)
+        pinned = set(self._pins.get(repo, {}).values())
+        found: set[str] = set()
+        if commits & pinned:
+            out = _git("-C", str(mirror), "for-each-ref", f"--merged={tip.commit}",
+                       "--format=%(objectname)", PIN_PREFIX)
+            found = set(out.split()) & commits if out else set()
+        for commit in commits - pinned:
+            if _run("-C", str(mirror), "merge-base", "--is-ancestor", commit, tip.commit)[0] == 0:
+                found.add(commit)
+        return found
 
     def _pin(self, repo: str, wanted: Mapping[str, str]) -> None:
         """Keep each checked commit in the cache by a ref of its own, so that a
@@ -247,6 +263,29 @@ class Targets:
         objects = self.borrow / mirror.name / "objects" if self.borrow else None
         if objects is not None and objects.is_dir():
             (mirror / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
+
+
+def _changes_in(mirror: Path, commit: str, tip: _Tip, env: Mapping[str, str]) -> bool:
+    """Are the changes of `commit` (not an ancestor of the tip) already in the tip?"""
+    rc, out = _run("-C", str(mirror), "merge-tree", "--write-tree", "--no-messages",
+                   tip.commit, commit, env=env)
+    if rc != 0 or out.split("\n", 1)[0].strip() != tip.tree:
+        return False            # a conflict (exit 1), or merging would change base
+    # Merging changes nothing. That is "merged" only if the commit changes
+    # something of its own: an empty branch is in every base.
+    rc, fork = _run("-C", str(mirror), "merge-base", tip.commit, commit)
+    if rc != 0:
+        return False
+    rc, out = _run("-C", str(mirror), "rev-parse", f"{commit}^{{tree}}", f"{fork.strip()}^{{tree}}")
+    trees = out.split()
+    return rc == 0 and len(trees) == 2 and trees[0] != trees[1]
+
+
+def _commits_in(mirror: Path, commits: set[str]) -> set[str]:
+    """Those of `commits` that the repository holds (one `cat-file --batch-check`)."""
+    rc, out = _run("-C", str(mirror), "cat-file", "--batch-check=%(objectname) %(objecttype)",
+                   input="".join(f"{sha}\n" for sha in commits))
+    return {line.split()[0] for line in out.splitlines() if line.endswith(" commit")} if rc == 0 else set()
 
 
 @functools.cache
