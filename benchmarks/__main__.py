@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="print a cProfile of that phase (on stderr) for every size")
     p.add_argument("--fanout", choices=("yes", "no", "only"), default="yes",
                    help="also (or only) the SSH fan-out against Ansible and asyncssh (benchmarks/fanout.py)")
+    p.add_argument("--merges", choices=("yes", "no", "only"), default="yes",
+                   help="also (or only) the merge checks of 200 review_pending tasks (benchmarks/merges.py)")
     args = p.parse_args(argv)
+    if args.merges == "only":
+        return merges_section()
     if args.fanout == "only":
         return fanout_section()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     print(details(results))
     if args.fanout == "yes":
         fanout_section()
+    if args.merges == "yes":
+        merges_section()
 
 
 def fanout_section() -> None:
@@ -119,6 +125,15 @@ def fanout_section() -> None:
     lines = proc.stdout.strip().splitlines()
     print("\n".join(lines[:-1]) if proc.returncode == 0 else
           f"fan-out: failed (exit {proc.returncode}); run python -m benchmarks.fanout to see why")
+
+
+def merges_section() -> None:
+    """benchmarks/merges.py in its own process; its report, without the JSON line."""
+    print()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.merges"], stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]) if proc.returncode == 0 else
+          f"merge checks: failed (exit {proc.returncode}); run python -m benchmarks.merges to see why")
 
 
 if __name__ == "__main__":
