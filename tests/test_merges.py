@@ -256,6 +256,24 @@ def test_merge_tree_leaves_no_objects_in_the_cache(repo, targets, tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [mirror.name]
 
 
+def test_a_borrowing_cache_touches_nothing_of_the_cache_it_borrows(repo, targets, tmp_path):
+    """`fleet plan`'s scratch cache: merge-tree would freshen (touch) objects of
+    the state dir's cache that it writes again, so there only ancestors count."""
+    real, squashed = repo.branch("real", ("2", "two")), repo.branch("squashed", ("5", "five"))
+    checks = [MergeCheck("real", str(repo.remote), "main", real),
+              MergeCheck("squashed", str(repo.remote), "main", squashed)]
+    assert targets.merged(checks) == set()
+    repo.on_main("merge", "-q", "--no-ff", "-m", "merge real", "task/real")
+    repo.squash("squashed")
+    shown = lambda: {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*")}
+    before = shown()
+    borrower = Targets(tmp_path / "scratch", borrow=tmp_path / "cache")
+    assert borrower.merged(checks) == {"real"}
+    assert shown() == before
+    targets.refresh()
+    assert targets.merged(checks) == {"real", "squashed"}
+
+
 def test_a_pass_where_nothing_moved_runs_no_git(repo, tmp_path, monkeypatch):
     targets = Targets(tmp_path / "cache", min_interval=3600)
     heads = [repo.branch(f"t{n}", (str(n), f"n{n}")) for n in range(1, 4)]

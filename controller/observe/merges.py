@@ -19,7 +19,9 @@ its own (`refs/fleet/<task>`) while its task is checked, and a commit the cache
 never saw (the branch was deleted before a fetch) is fetched by its id. Uses the
 real `git` command, so any URL git can fetch works. `fleet plan` fetches into a
 scratch cache instead, borrowing (read-only) the objects of the state
-directory's cache so that a fetch costs only what is new.
+directory's cache so that a fetch costs only what is new; it runs no merge-tree
+there (see `_merged_in`), so it does not foresee that a squash-merged task
+completes; `fleet run` does.
 """
 from __future__ import annotations
 
@@ -119,7 +121,10 @@ class Targets:
                 if t == tip and c.commit in ancestors:
                     answers[(c.commit, tip.commit)] = True
         rest = [(c, tip) for c, tip in todo if (c.commit, tip.commit) not in answers]
-        if rest and self._merge_tree_ok():
+        # A cache that borrows another's objects leaves merge-tree alone: writing
+        # an object that exists there "freshens" (touches) that cache's file, and
+        # `fleet plan` must change nothing in the state dir. It sees ancestors only.
+        if rest and not (mirror / "objects" / "info" / "alternates").exists() and self._merge_tree_ok():
             env = self._quarantined(mirror)
             with ThreadPoolExecutor(max_workers=WORKERS) as pool:
                 found = list(pool.map(lambda ct: _changes_in(mirror, ct[0].commit, ct[1], env), rest))
