@@ -189,6 +189,19 @@ class PullRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewNote:
+    """A change request made on the forge (status `reviews`): it asks for a revision.
+
+    `id` is the forge's review id (GitHub), or, where a webhook carries none
+    (Forgejo, Gitea), `sha256:` and a digest of the PR number, author and text,
+    so that the same review seen twice is one review."""
+    id: str
+    author: str
+    url: str
+    text: str                      # capped at 8 KiB of UTF-8 (events.REVIEW_TEXT_MAX)
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A pull agent's hold on a task (status `lease`), written as `id` in YAML."""
     agent: str                     # the pull agent's name in the config's pull_agents
@@ -239,6 +252,7 @@ class Status:
     # A run asked to stop and not yet seen gone: until it is, the task starts
     # nothing new and the run keeps its slot on that host.
     stopping: RunRef | None = None
+    reviews: tuple[ReviewNote, ...] = ()   # change requests from the forge, oldest first
 
 
 class Phase(enum.StrEnum):
@@ -272,6 +286,40 @@ class Observed:
     stale: Mapping[str, Task] = field(default_factory=dict)
     launched: frozenset[str] = frozenset()    # run ids whose start this process began
     absent: frozenset[str] = frozenset()      # run ids a host answered it has no trace of
+    # What the forge said about each task's branch and PR since the last pass,
+    # oldest first, by task id (webhooks now; the forge's API may add more).
+    forge: Mapping[str, tuple[ForgeFact, ...]] = field(default_factory=dict)
+    # The controller config's `reviewers`, lower case: the only users whose
+    # change requests count. None: users with write access to the repository.
+    reviewers: frozenset[str] | None = None
+
+
+class ForgeChange(enum.StrEnum):
+    """What happened on the forge to a task's branch or PR."""
+    PR_OPENED = "pr_opened"            # opened, or given new commits
+    PR_REOPENED = "pr_reopened"
+    PR_MERGED = "pr_merged"
+    PR_CLOSED = "pr_closed"            # closed without merging
+    BRANCH_PUSHED = "branch_pushed"    # a push to task/<id> of the task's repo
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeFact:
+    """One thing the forge reported about a task, already matched to the task's own
+    repository (its host, port and OWNER/REPO); the planner decides what it means.
+
+    For a review: `association` is GitHub's author_association of the reviewer
+    (OWNER, MEMBER, COLLABORATOR, ...; None from Forgejo and Gitea), and
+    `write_access` the forge API's answer on the reviewer's permission (None: not
+    asked)."""
+    change: ForgeChange
+    at: datetime
+    pr: PullRequest | None = None
+    review: ReviewNote | None = None
+    association: str | None = None
+    write_access: bool | None = None
 
 
 # ---- actions: what the planner asks the engine to do -------------------------

@@ -21,7 +21,9 @@ from typing import Iterable, TypedDict, Unpack
 from controller.model import (ACTIVE, HISTORY_LIMIT, TERMINAL, Action, DeleteStatus, Desired, Observed,
                     Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
+from controller.plan import forge_events
 from controller.plan.placement import Placement
+from controller.plan.wording import lead_line, rerun_hint
 
 WANTS_HOST = (State.CREATED, State.BLOCKED, State.REVISING)
 
@@ -114,6 +116,13 @@ class _Pass:
         self.reasons.setdefault(st.task, []).append(f"{st.state} -> {to} ({reason})")
         return new
 
+    def update(self, st: Status, reason: str, **changes: Any) -> Status:
+        """Change fields without a transition; `reason` is the commit message's line."""
+        new = replace(st, **changes)
+        self.statuses[st.task] = new
+        self.reasons.setdefault(st.task, []).append(f"{st.state}: {reason}")
+        return new
+
     def note(self, st: Status, message: str) -> Status:
         """Change only the message (no transition), when it says something new."""
         if st.message == message:
@@ -164,6 +173,9 @@ class _Pass:
         if task.cancel:
             self._cancel(st, task)
             return
+        facts = self.observed.forge.get(task_id)
+        if facts:
+            st = forge_events.react(self, st, task, facts, self.observed.reviewers)
         handler = _REACTIONS.get(st.state)
         if handler is not None:
             handler(self, st, task)
@@ -309,7 +321,7 @@ class _Pass:
                 error: str) -> None:
         result = _accumulate(st.result, result or Result(outcome=Outcome.FAILURE, summary=error))
         if result.outcome != Outcome.SUCCESS:
-            why = error or _lead_line(result.summary)
+            why = error or lead_line(result.summary)
             self._fail_attempt(st, task, why or f"agent failed (exit code {result.exit_code})", result)
         elif not changes and st.review_count == 0:
             self._fail_attempt(st, task, "the agent exited successfully but changed nothing",
@@ -324,7 +336,7 @@ class _Pass:
         if st.attempt >= task.max_attempts:
             self.move(st, State.FAILED,
                       f"{why}; attempts used up ({st.attempt} of {task.max_attempts})"
-                      + _rerun_hint(task), result=result, finished_at=self.now)
+                      + rerun_hint(task), result=result, finished_at=self.now)
             return
         s = self.desired.settings
         delay = backoff(st.attempt, s.backoff_base, s.backoff_max)
@@ -336,7 +348,7 @@ class _Pass:
     def _retrying(self, st: Status, task: Task) -> None:
         if st.attempt >= task.max_attempts:
             self.move(st, State.FAILED, f"attempts used up ({st.attempt} of max_attempts "
-                      f"{task.max_attempts})" + _rerun_hint(task), retry_at=None,
+                      f"{task.max_attempts})" + rerun_hint(task), retry_at=None,
                       finished_at=self.now)
         elif st.retry_at is None or self.now >= st.retry_at:
             self.move(st, State.CREATED, "backoff over", retry_at=None)
@@ -351,10 +363,10 @@ class _Pass:
         seen, digest = len(task.feedback), _feedback_digest(task.feedback)
         if st.review_count >= task.max_reviews:
             self.move(st, State.FAILED, f"new feedback but the review limit is reached "
-                      f"({st.review_count} of max_reviews {task.max_reviews})" + _rerun_hint(task),
+                      f"({st.review_count} of max_reviews {task.max_reviews})" + rerun_hint(task),
                       finished_at=self.now, feedback_seen=seen, feedback_last=digest)
             return
-        self.move(st, State.REVISING, f"feedback: {_lead_line(task.feedback[-1])[:120]}",
+        self.move(st, State.REVISING, f"feedback: {lead_line(task.feedback[-1])[:120]}",
                   review_count=st.review_count + 1, attempt=0, feedback_seen=seen,
                   feedback_last=digest)
 
@@ -411,7 +423,8 @@ class _Pass:
         revision = st.review_count > 0
         return StartRun(task=task.id, host=st.host or "", run_id=st.run_id or "",
                         attempt=st.attempt, from_branch=revision,
-                        feedback=task.feedback if revision else (),
+                        feedback=(task.feedback + forge_events.review_feedback(st)
+                                  if revision else ()),
                         previous_failure=_last_failure(st))
 
 
@@ -446,18 +459,6 @@ def _last_failure(st: Status) -> str:
         if t.to == State.RETRYING:
             return t.reason
     return ""
-
-
-def _rerun_hint(task: Task) -> str:
-    """What starts a failed task again: a failed status is final until a person acts."""
-    return f"; set rerun: in tasks/{task.id}.yaml to any new value to start it again"
-
-
-def _lead_line(text: str) -> str:
-    """The first line once the text's outer blanks are trimmed. Not text.first_line:
-    a multi-line text keeps its first line's trailing blanks here, and no limit."""
-    stripped = text.strip()
-    return stripped.splitlines()[0] if stripped else ""
 
 
 def _human(seconds: float) -> str:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from json.encoder import encode_basestring as _json_quote  # json's quoting, the C one
 import yaml
 
-from controller.model import (HISTORY_LIMIT, Lease, Outcome, PullRequest, Result, RunRef, State, Status, Tokens,
+from controller.model import (HISTORY_LIMIT, Lease, Outcome, PullRequest, Result, ReviewNote, RunRef, State, Status, Tokens,
                               Transition)
 
 # Plain (unquoted) only when it starts with a letter and holds nothing YAML
@@ -79,6 +79,10 @@ def dumps(status: Status) -> bytes:
     if s.stopping is not None:
         host, run_id = s.stopping
         out.append(f"stopping:\n  host: {_scalar(host)}\n  run_id: {_scalar(run_id)}")
+    if s.reviews:
+        out.append("reviews:")
+        out += [f"  - id: {_scalar(r.id)}\n    author: {_scalar(r.author)}\n"
+                f"    url: {_scalar(r.url)}\n    text: {_scalar(r.text)}" for r in s.reviews]
     out.append("")
     return "\n".join(out).encode("utf-8")
 
@@ -181,6 +185,7 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         feedback_last=r.text("feedback_last"),
         rerun_seen=r.text("rerun_seen"),
         stopping=_load_stopping(r.mapping("stopping"), where),
+        reviews=_load_reviews(doc.get("reviews"), where),
     )
 
 
@@ -193,6 +198,17 @@ def _load_pr(doc: dict[str, object] | None, where: str) -> PullRequest | None:
         raise ValueError(f"{where}: pr: field 'number' must be a PR number (a whole number "
                          f">= 1), got {doc.get('number')!r}")
     return PullRequest(number=number, url=r.required_text("url"))
+
+
+def _load_reviews(doc: Any, where: str) -> tuple[ReviewNote, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise ValueError(f"{where}: reviews must be a list, got {type(doc).__name__}")
+    readers = [_Reader(item, f"{where}: reviews[{i}]") for i, item in enumerate(doc)]
+    return tuple(ReviewNote(id=r.required_text("id"), author=r.required_text("author"),
+                            url=r.required_text("url"), text=r.text("text") or "")
+                 for r in readers)
 
 
 def _load_lease(doc: dict[str, object] | None, where: str) -> Lease | None:
