@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Callable
 from controller.config import SSHConfig
 from controller.desired.builder import DesiredBuilder
 from controller.engine.dispatch import Dispatcher, ExecutorFor
+from controller.engine.inbox import Inbox
 from controller.engine.inflight import InFlight
+from controller.engine.journal import Journal
+from controller.events import WebhookDelivery
 from controller.executors.base import Executor
 from controller.executors.local import LocalExecutor
 from controller.gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
 from controller.model import (Action, DeleteStatus, Desired, Host, Observed, SetStatus,
-                              StartRun, State, StopRun)
+                              Settings, StartRun, State, StopRun)
 from controller.observe.health import HostWatch, busy_hosts
 from controller.observe.known import LastKnown
 from controller.observe.merges import Targets
@@ -62,7 +65,7 @@ class Engine:
                  clock: Callable[[], datetime] = utcnow,
                  executors: ExecutorFor | None = None,
                  ssh: SSHConfig | None = None, targets: Targets | None = None,
-                 read_only: bool = False):
+                 read_only: bool = False, reviewers: frozenset[str] | None = None):
         self.store = store
         self.state_dir = state_dir
         self.clock = clock
@@ -90,6 +93,21 @@ class Engine:
         self._health_at = float("-inf")
         self.write_failures = 0                  # status commits failed in a row
         self._status_tree: str | None = None     # status/ as we last read or wrote it
+        # Webhook deliveries: journaled in the state dir, applied by the next pass.
+        self.inbox = Inbox(Journal(state_dir), store.source, store.branch, reviewers)
+        self.last_pass_at: datetime | None = None   # the last pass whose statuses are on record
+        self._poll_interval: float | None = None    # the config's, over fleet.yaml's
+
+    async def accept(self, delivery: WebhookDelivery) -> None:
+        """A webhook delivery, on record (journaled) when this returns; the loop wakes."""
+        await self.inbox.accept(delivery)
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between fetches of the fleet repo when no webhook says it moved."""
+        if self._poll_interval:
+            return self._poll_interval
+        return self.desired.settings.poll_interval if self.desired else Settings().poll_interval
 
     def _default_executor(self, host: Host) -> Executor | None:
         if host.is_local:
@@ -175,7 +193,9 @@ class Engine:
         now = self.clock()
         observed = await self.observe()
         desired = self._now()
-        focus = self.focus | self.book.unfinished
+        taken, facts = self.inbox.take(desired.tasks)
+        observed = replace(observed, forge=facts, reviewers=self.inbox.reviewers)
+        focus = self.focus | self.book.unfinished | set(facts)
         actions = plan(desired, observed, now, focus=focus)
         result = PassResult(actions=actions)
         if not await self._write(actions, result):
@@ -183,7 +203,9 @@ class Engine:
             return result       # nothing may start before its status is on record
         self.write_failures = 0
         result.written = True
+        self.last_pass_at = now
         self.focus = set()
+        await self.inbox.applied(taken)
         grace = desired.settings.cancel_grace
         for action in actions:
             if isinstance(action, StopRun):
@@ -291,6 +313,8 @@ class Engine:
         However it ends (done, an error, cancelled), the polls and health checks it
         began are cancelled and SSH closed, so no task outlives the loop."""
         try:
+            self._poll_interval = poll_interval
+            await self.inbox.load()
             await self._loop(once, poll_interval, tick, max_passes)
             await self.work.drain()
         finally:
@@ -310,7 +334,9 @@ class Engine:
         while max_passes is None or passes < max_passes:
             passes += 1
             every = interval or self.desired.settings.poll_interval if self.desired else 0
-            if self.desired is None or loop.time() - last_sync >= (every or 0):
+            if (self.desired is None or self.inbox.sync_wanted
+                    or loop.time() - last_sync >= (every or 0)):
+                self.inbox.sync_wanted = False     # a push to the fleet repo: fetch now
                 await self._sync_logged()
                 last_sync = loop.time()
             if self.desired is None:
@@ -339,7 +365,10 @@ class Engine:
             started = result.launched > 0     # a start still going is not a reason to spin
             if once and not started and not self.busy():
                 break
-            await asyncio.sleep(0 if started else tick)
+            if started:
+                await asyncio.sleep(0)
+            else:
+                await self.inbox.wait(tick)       # a webhook cuts the wait short
 
     async def close(self) -> None:
         """Close the SSH connections (runs on the hosts go on)."""
