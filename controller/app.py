@@ -2,18 +2,26 @@
 
 The CLI (`fleet run`, `status`, `plan`, `hosts scan`, the demo) calls these;
 they are the one place that decides which git store, state dir and merge
-checker an engine gets, so commands and tests build it the same way. Imports
-the engine and what it is made of; only cli/ imports this.
+checker an engine gets, so commands and tests build it the same way, and
+where the HTTP app meets the engine (run_controller). Imports the engine, the
+HTTP app and what they are made of; only cli/ imports this.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
-from controller.config import Config
+from controller.config import Config, ConfigError
 from controller.engine.core import Engine
+from controller.engine.sink import EngineSink
 from controller.gitstore import GitStore
+from controller.http.app import make_admin_app, make_app
+from controller.http.deps import AppDeps, HealthReport
+from controller.http.server import Listener, ListenError, Server
 from controller.observe.merges import Targets
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def state_dir(config: Config, repo: str) -> Path:
@@ -26,7 +34,9 @@ def build_engine(config: Config, repo: str, state: Path | None = None) -> Engine
     """The controller's engine for `repo`, in its state dir (or `state`, for the demo)."""
     state = state or state_dir(config, repo)
     state.mkdir(parents=True, exist_ok=True)
-    return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh)
+    reviewers = frozenset(r.lower() for r in config.reviewers) or None
+    return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh,
+                  reviewers=reviewers)
 
 
 def build_look_only_engine(config: Config, repo: str, scratch: Path) -> Engine:
@@ -36,3 +46,43 @@ def build_look_only_engine(config: Config, repo: str, scratch: Path) -> Engine:
     store = GitStore(repo, scratch, config.branch, borrow=state / "fleet.git")
     targets = Targets(scratch / "targets", borrow=state / "targets")
     return Engine(store, state, ssh=config.ssh, targets=targets, read_only=True)
+
+
+def health(engine: Engine) -> HealthReport:
+    """/healthz's answer: the age of the engine's last good pass, and its poll interval."""
+    at = engine.last_pass_at
+    age = None if at is None else max((engine.clock() - at).total_seconds(), 0.0)
+    return HealthReport(age, engine.poll_interval)
+
+
+def build_server(config: Config, engine: Engine, loop: asyncio.AbstractEventLoop,
+                 once: bool) -> Server | None:
+    """The listeners of `fleet run`, handing webhooks to `engine` on `loop`.
+
+    None for --once without `listen:` in the config: a one-off reconcile serves
+    nothing unless asked to."""
+    if once and config.listen is None:
+        return None
+    deps = AppDeps(sink=EngineSink(engine.accept, loop), health=lambda: health(engine),
+                   state_dir=engine.state_dir, webhook_secret=config.webhook_secret)
+    return Server([Listener("listen", config.listen or DEFAULT_LISTEN, make_app(deps),
+                            max_body=deps.max_body),
+                   Listener("admin_listen", config.admin_listen, make_admin_app(deps))])
+
+
+async def run_controller(engine: Engine, config: Config, once: bool) -> None:
+    """`fleet run`: serve HTTP (when configured) while the engine runs; close it after.
+
+    A port in use is a ConfigError naming the address and the key, before any pass."""
+    server = build_server(config, engine, asyncio.get_running_loop(), once)
+    if server is not None:
+        try:
+            server.start()
+        except ListenError as e:
+            raise ConfigError(str(e)) from None
+    try:
+        await engine.run(once=once, poll_interval=config.poll_interval)
+    finally:
+        if server is not None:
+            # In a thread: a request still in flight may need the loop to answer it.
+            await asyncio.to_thread(server.close)

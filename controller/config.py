@@ -86,7 +86,7 @@ class Config:
     branch: str = "main"
     state_dir: Path = Path(DEFAULT_STATE_DIR).expanduser()
     listen: str | None = None
-    # Checked, not used yet: there is no metrics endpoint or dashboard so far.
+    # Served by `fleet run` (/healthz for now; metrics and the dashboard come later).
     admin_listen: str = DEFAULT_ADMIN_LISTEN
     poll_interval: float | None = None
     ssh: SSHConfig = field(default_factory=SSHConfig)
@@ -94,7 +94,7 @@ class Config:
     # Checked, not used yet: URL patterns (`*` matches within one path segment)
     # of the only repositories the controller may clone, fetch or open PRs on.
     allowed_repos: tuple[str, ...] = ()
-    # Checked, not used yet: whose change requests count; () means users with write access.
+    # Whose change requests count (on every forge); () means users with write access.
     reviewers: tuple[str, ...] = ()
     forge: ForgeConfig | None = None
     pull_agents: tuple[PullAgent, ...] = ()
@@ -129,7 +129,9 @@ def _build(path: str, data: dict[str, Any]) -> Config:
     return Config(
         repo=text("repo"), branch=text("branch", "main") or "main",
         state_dir=Path(text("state_dir", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR).expanduser(),
-        listen=text("listen"), admin_listen=_address(path, "admin_listen", data),
+        listen=_address(path, "listen", data, None),
+        admin_listen=(_address(path, "admin_listen", data, DEFAULT_ADMIN_LISTEN)
+                      or DEFAULT_ADMIN_LISTEN),
         poll_interval=_duration(path, "poll_interval", data.get("poll_interval")),
         ssh=_ssh(path, data.get("ssh")),
         webhook_secret=text("webhook_secret") or os.environ.get("FLEET_WEBHOOK_SECRET"),
@@ -172,13 +174,13 @@ def _strings(path: str, key: str, value: object, like: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _address(path: str, key: str, data: dict[str, Any]) -> str:
-    """HOST:PORT to listen on ([::1]:8081 for IPv6)."""
+def _address(path: str, key: str, data: dict[str, Any], default: str | None) -> str | None:
+    """HOST:PORT to listen on ([::1]:8081 for IPv6; port 0 picks a free one, for tests)."""
     value = data.get(key)
     if value is None:
-        return DEFAULT_ADMIN_LISTEN
+        return default
     m = _HOST_PORT_RE.fullmatch(value) if isinstance(value, str) else None
-    if m is None or not 1 <= int(m.group("port")) <= 65535:
+    if m is None or not 0 <= int(m.group("port")) <= 65535:
         raise ConfigError(f"{path}: {key}: must be HOST:PORT like {DEFAULT_ADMIN_LISTEN}, "
                           f"got {value!r}")
     return str(value)

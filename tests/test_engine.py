@@ -167,7 +167,8 @@ def test_sigkill_of_the_controller_mid_run(tmp_path):
         w.task(name, agent="count")
     w.push()
     config = tmp_path / "controller.yaml"
-    config.write_text(f"state_dir: {tmp_path / 'state'}\npoll_interval: 1s\n")
+    config.write_text(f"state_dir: {tmp_path / 'state'}\npoll_interval: 1s\n"
+                      "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n")
     cmd = [sys.executable, "-m", "controller", "run", "--repo", str(w.fleet), "--config", str(config)]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -119,7 +119,8 @@ def test_plan_leaves_state_dir_fleet_repo_and_local_host_untouched(tmp_path):
     sleeper(w, marks)
     state = tmp_path / "state"
     config = tmp_path / "controller.yaml"
-    config.write_text(f"state_dir: {state}\npoll_interval: 1s\n")
+    config.write_text(f"state_dir: {state}\npoll_interval: 1s\n"
+                      "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n")
     w.task("reviewed")
     w.push("add reviewed")
     done = fleet("run", "--repo", w.fleet, "--config", config, "--once")

@@ -145,6 +145,7 @@ def test_the_controller_killed_mid_run_reattaches_without_a_second_start(tmp_pat
     w.task("two", agent="slow")
     w.push()
     config = w.config_file()
+    config.write_text(config.read_text() + "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n")
     cmd = [sys.executable, "-m", "controller", "run", "--repo", str(w.fleet), "--config", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

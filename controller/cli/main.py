@@ -184,11 +184,11 @@ def _cmd_plan(args: Args) -> int:
 
 
 def _cmd_run(args: Args) -> int:
-    from controller.app import build_engine
+    from controller.app import build_engine, run_controller
     config, repo = _settings(args)
     engine = build_engine(config, repo)
     _lock(engine.state_dir)
-    asyncio.run(engine.run(once=args.once, poll_interval=config.poll_interval))
+    asyncio.run(run_controller(engine, config, once=args.once))
     return 0
 
 
