@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from controller.model import (ForgeChange, ForgeFact, Observed, Phase, PullRequest, ReviewNote, RunReport,
-                              SetStatus, StartRun, State, Transition)
+from controller.model import (ForgeChange, ForgeFact, Observed, Phase, PullRequest, ReviewNote,
+                              RunReport, SetStatus, StartRun, State, Transition)
 from controller.plan.forge_events import closed_prefix, reviewer_counts
 from controller.plan.planner import plan
 from tests.test_planner import NOW, OK, desired, running, status, stops, task
@@ -125,7 +125,8 @@ def test_forge_decisions(name, st, facts, state, fields):
 
 def test_closed_message_names_the_pr_and_says_how_to_start_again():
     new = written(decide(pending(), fact(ForgeChange.PR_CLOSED)))
-    assert new.message.startswith("pull request #7 closed without merging (http://forge/o/r/pulls/7)")
+    assert new.message.startswith(
+        "pull request #7 closed without merging (http://forge/o/r/pulls/7)")
     assert "reopen it" in new.message and "set rerun: in tasks/t.yaml" in new.message
 
 
