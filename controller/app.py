@@ -16,7 +16,8 @@ from controller.config import Config, ConfigError
 from controller.engine.core import Engine
 from controller.engine.sink import EngineSink
 from controller.gitstore import GitStore
-from controller.http.app import make_admin_app, make_app
+from controller.http.admin import make_admin_app
+from controller.http.app import make_app
 from controller.http.deps import AppDeps, HealthReport
 from controller.http.server import Listener, ListenError, Server
 from controller.observe.merges import Targets
@@ -64,10 +65,11 @@ def build_server(config: Config, engine: Engine, loop: asyncio.AbstractEventLoop
     if once and config.listen is None:
         return None
     deps = AppDeps(sink=EngineSink(engine.accept, loop), health=lambda: health(engine),
-                   state_dir=engine.state_dir, webhook_secret=config.webhook_secret)
+                   state_dir=engine.state_dir, webhook_secret=config.webhook_secret,
+                   telemetry=engine.telemetry)
     return Server([Listener("listen", config.listen or DEFAULT_LISTEN, make_app(deps),
                             max_body=deps.max_body),
-                   Listener("admin_listen", config.admin_listen, make_admin_app(deps))])
+                   Listener("admin_listen", config.admin_listen, make_admin_app(engine.telemetry))])
 
 
 async def run_controller(engine: Engine, config: Config, once: bool) -> None:

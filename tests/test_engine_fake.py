@@ -336,3 +336,27 @@ def test_a_rerun_stops_the_old_run_before_the_new_one_starts(tmp_path):
 def _fleet_yaml(r: Rig) -> dict:
     import yaml
     return yaml.safe_load((r.w.person / "fleet.yaml").read_text())
+
+
+def test_each_pass_reports_its_figures_to_telemetry(tmp_path):
+    """What /metrics shows: passes, tasks by state (finished ones included), hosts up."""
+    r = Rig(tmp_path)
+    r.task("t")
+    r.task("u")
+    r.w.push()
+
+    async def scenario():
+        await r.pass_()
+        snap = r.engine.telemetry.snapshot()
+        assert snap.passes["ok"] == 1 and snap.pass_duration.count == 1
+        assert snap.tasks["assigned"] + snap.tasks["running"] == 1
+        assert snap.tasks["created"] + snap.tasks["blocked"] == 1   # one slot: u waits
+        assert snap.hosts["local"] is True
+        r.fake.exit(r.fake.starts[0].run_id, SUCCESS, changes=True)
+        await r.pass_()
+        await r.pass_()
+        snap = r.engine.telemetry.snapshot()
+        assert snap.passes["ok"] == 3
+        assert snap.tasks["review_pending"] == 1
+        assert sum(snap.tasks.values()) == 2
+    drive(scenario)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -261,8 +262,10 @@ def test_a_push_to_the_fleet_repo_dispatches_without_waiting_for_the_poll(setup)
     w, forge, url, controller = setup
     c = controller(poll="60s").start()
     wait_for(c.healthy, timeout=20)
+    assert request(c.addr, "GET", "/healthz").body["poll_interval_s"] == 60
     admin = c.addresses()["admin_listen"]
-    assert request(admin, "GET", "/healthz").body["poll_interval_s"] == 60
+    with urllib.request.urlopen(f"http://{admin[0]}:{admin[1]}/metrics", timeout=10) as scrape:
+        assert b"fleet_passes_total" in scrape.read()     # the engine's passes, counted
     w.task("quick", repo=url)
     w.push("add quick")
     push = body("forgejo-webhooks/HookPush.json", None, forge.url, ref="refs/heads/main")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +40,7 @@ from controller.observe.observer import Observer
 from controller.plan.planner import plan
 from controller.status import statusfile
 from controller.status.book import StatusBook
+from controller.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from controller.executors.ssh.executor import SSHExecutor
@@ -65,8 +67,10 @@ class Engine:
                  clock: Callable[[], datetime] = utcnow,
                  executors: ExecutorFor | None = None,
                  ssh: SSHConfig | None = None, targets: Targets | None = None,
-                 read_only: bool = False, reviewers: frozenset[str] | None = None):
+                 read_only: bool = False, reviewers: frozenset[str] | None = None,
+                 telemetry: Telemetry | None = None):
         self.store = store
+        self.telemetry = telemetry or Telemetry()   # what /metrics reports
         self.state_dir = state_dir
         self.clock = clock
         self.read_only = read_only
@@ -191,6 +195,19 @@ class Engine:
         if self.read_only:
             raise RuntimeError("a read-only engine (fleet plan) takes no actions")
         now = self.clock()
+        began = time.perf_counter()
+        try:
+            result, observed = await self._pass(now)
+        except Exception:
+            self.telemetry.pass_done(time.perf_counter() - began, ok=False)
+            raise
+        self.telemetry.pass_done(time.perf_counter() - began, ok=result.written)
+        self.telemetry.tasks_by_state({state.value: n for state, n in self.book.counts().items()})
+        self.telemetry.hosts_up({name: name not in observed.hosts_down
+                                 for name in self._now().hosts})
+        return result
+
+    async def _pass(self, now: datetime) -> tuple[PassResult, Observed]:
         observed = await self.observe()
         desired = self._now()
         taken, facts = self.inbox.take(desired.tasks)
@@ -200,7 +217,7 @@ class Engine:
         result = PassResult(actions=actions)
         if not await self._write(actions, result):
             self.write_failures += 1
-            return result       # nothing may start before its status is on record
+            return result, observed     # nothing may start before its status is on record
         self.write_failures = 0
         result.written = True
         self.last_pass_at = now
@@ -219,7 +236,7 @@ class Engine:
                 spec = desired.tasks.get(a.task) or observed.stale.get(a.task)
                 if self.dispatcher.start(a, desired, spec, self.book.get(a.task)):
                     result.launched += 1
-        return result
+        return result, observed
 
     async def _write(self, actions: list[Action], result: PassResult) -> bool:
         writes: dict[str, bytes | None] = {}

@@ -50,17 +50,6 @@ def bare_app() -> bottle.Bottle:
     return app
 
 
-def make_admin_app(deps: AppDeps) -> bottle.Bottle:
-    """The app on `admin_listen`: /healthz for now (metrics and the dashboard come later)."""
-    app = bottle.Bottle(catchall=True, autojson=True)
-    app.default_error_handler = _json_error
-    app.add_hook("before_request", _begin)
-    app.add_hook("after_request", _access_log)
-    app.install(_guard)
-    app.route("/healthz", method="GET", callback=lambda: _healthz(deps), name="healthz")
-    return app
-
-
 def _begin() -> None:
     environ = bottle.request.environ
     environ[REQUEST_ID] = secrets.token_hex(8)

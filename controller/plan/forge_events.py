@@ -11,10 +11,11 @@ and a PR merged or closed leaves a finished task alone. Pure, no IO.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from controller.model import (HISTORY_LIMIT, TERMINAL, ForgeChange, ForgeFact, PullRequest, State,
                               Status, Task, Transition)
+from controller.plan.changes import Changes, Updates
 from controller.plan.wording import lead_line, rerun_hint
 
 WRITE_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
@@ -24,8 +25,8 @@ class Moves(Protocol):
     """What planner._Pass lends these decisions: its clock and its ways to change a status."""
     now: datetime
 
-    def move(self, st: Status, to: State, reason: str, **changes: object) -> Status: ...
-    def update(self, st: Status, reason: str, **changes: object) -> Status: ...
+    def move(self, st: Status, to: State, reason: str, **changes: Unpack[Changes]) -> Status: ...
+    def update(self, st: Status, reason: str, **changes: Unpack[Updates]) -> Status: ...
     def stop(self, st: Status, reason: str) -> None: ...
 
 

@@ -16,34 +16,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Iterable, TypedDict, Unpack
+from typing import Iterable, Unpack
 
 from controller.model import (ACTIVE, HISTORY_LIMIT, TERMINAL, Action, DeleteStatus, Desired, Observed,
                     Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
 from controller.plan import forge_events
+from controller.plan.changes import Changes, Updates
 from controller.plan.placement import Placement
 from controller.plan.wording import lead_line, rerun_hint
 
 WANTS_HOST = (State.CREATED, State.BLOCKED, State.REVISING)
-
-
-class _Changes(TypedDict, total=False):
-    """The Status fields a transition may change along with the state, message,
-    history and last_activity_at that `_Pass.move` sets itself."""
-    attempt: int
-    review_count: int
-    host: str | None
-    run_id: str | None
-    spec_commit: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    retry_at: datetime | None
-    result: Result | None
-    runs: int
-    feedback_seen: int
-    feedback_last: str | None
-    rerun_seen: str | None
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -108,7 +91,7 @@ class _Pass:
         st = self.statuses.get(task_id)
         return st if st is not None else self.observed.statuses.get(task_id)
 
-    def move(self, st: Status, to: State, reason: str, **changes: Unpack[_Changes]) -> Status:
+    def move(self, st: Status, to: State, reason: str, **changes: Unpack[Changes]) -> Status:
         hist = st.history + (Transition(self.now, st.state, to, reason),)
         new = replace(st, state=to, message=reason, history=hist[-HISTORY_LIMIT:],
                       last_activity_at=self.now, **changes)
@@ -116,7 +99,7 @@ class _Pass:
         self.reasons.setdefault(st.task, []).append(f"{st.state} -> {to} ({reason})")
         return new
 
-    def update(self, st: Status, reason: str, **changes: Any) -> Status:
+    def update(self, st: Status, reason: str, **changes: Unpack[Updates]) -> Status:
         """Change fields without a transition; `reason` is the commit message's line."""
         new = replace(st, **changes)
         self.statuses[st.task] = new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from typing import Callable, Iterator, Mapping
 
 from controller.status import statusfile
@@ -27,7 +28,9 @@ def _no_reader(blob: str) -> bytes:
 class StatusBook(Mapping[str, Status]):
     def __init__(self) -> None:
         self._parsed: dict[str, Status] = {}
-        self._dormant: dict[str, str] = {}      # finished: task id -> blob id, parsed on demand
+        # finished: task id -> (blob id, its state), parsed on demand
+        self._dormant: dict[str, tuple[str, State]] = {}
+        self._counts: Counter[State] = Counter()   # every task's state, for /metrics
         self._read: Callable[[str], bytes] = _no_reader
         self.unfinished: set[str] = set()       # not terminal, or a stop still pending
 
@@ -35,6 +38,7 @@ class StatusBook(Mapping[str, Status]):
         """Replace everything with these status files (task id -> blob id)."""
         self._parsed.clear()
         self._dormant.clear()
+        self._counts.clear()
         self.unfinished.clear()
         self._read = read
         for task_id, blob in blobs.items():
@@ -44,22 +48,35 @@ class StatusBook(Mapping[str, Status]):
             data = read(blob)
             m = _STATE.search(data, 0, 400)
             if m is not None and m.group(1) in _TERMINAL_NAMES and b"\nstopping:" not in data:
-                self._dormant[task_id] = blob   # the bytes are dropped: memory
+                state = State(m.group(1).decode())
+                self._dormant[task_id] = (blob, state)   # the bytes are dropped: memory
+                self._counts[state] += 1
             else:
                 self._parse(task_id, data)
 
     def put(self, status: Status) -> None:
-        self._dormant.pop(status.task, None)
+        self._forget(status.task)
         self._parsed[status.task] = status
+        self._counts[status.state] += 1
         if status.state in TERMINAL and status.stopping is None:
             self.unfinished.discard(status.task)
         else:
             self.unfinished.add(status.task)
 
     def remove(self, task_id: str) -> None:
-        self._dormant.pop(task_id, None)
-        self._parsed.pop(task_id, None)
+        self._forget(task_id)
         self.unfinished.discard(task_id)
+
+    def _forget(self, task_id: str) -> None:
+        old = self._parsed.pop(task_id, None)
+        entry = self._dormant.pop(task_id, None)
+        state = old.state if old is not None else entry[1] if entry is not None else None
+        if state is not None:
+            self._counts[state] -= 1
+
+    def counts(self) -> dict[State, int]:
+        """How many tasks are in each state (every State, 0s included)."""
+        return {state: self._counts[state] for state in State}
 
     def _parse(self, task_id: str, data: bytes) -> Status | None:
         try:
@@ -77,8 +94,8 @@ class StatusBook(Mapping[str, Status]):
         st = self._parsed.get(task_id)
         if st is not None:
             return st
-        blob = self._dormant.pop(task_id, None)
-        if blob is None or (st := self._parse(task_id, self._read(blob))) is None:
+        entry = self._dormant.get(task_id)
+        if entry is None or (st := self._parse(task_id, self._read(entry[0]))) is None:
             raise KeyError(task_id)
         return st
 

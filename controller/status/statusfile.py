@@ -200,7 +200,7 @@ def _load_pr(doc: dict[str, object] | None, where: str) -> PullRequest | None:
     return PullRequest(number=number, url=r.required_text("url"))
 
 
-def _load_reviews(doc: Any, where: str) -> tuple[ReviewNote, ...]:
+def _load_reviews(doc: object, where: str) -> tuple[ReviewNote, ...]:
     if doc is None:
         return ()
     if not isinstance(doc, list):
