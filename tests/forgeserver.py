@@ -5,7 +5,7 @@ One threaded HTTP server on 127.0.0.1 plays the forge:
   Enterprise) it checks each request against the forge's spec
   (forgeserver_spec.py) and answers from PRs kept in memory, in the recorded
   shapes (forgeserver_shapes.py), with the forge's own 404/409/422 bodies;
-- under `/OWNER/REPO.git/` it runs `git http-backend` as a CGI, so a task's
+- under `/OWNER/REPO.git/` it runs `git http-backend` (tests/githttp.py), so a task's
   `repo` really is on the forge: clone and push to it with the real git.
 Every request that the real forge would refuse as malformed is recorded in
 `errors` (and answered 404/422); the `forge` fixture of tests/test_forge.py
@@ -28,11 +28,7 @@ from typing import Any, Callable
 from tests.forgeserver_api import Api
 from tests.forgeserver_shapes import Shapes
 from tests.forgeserver_spec import Spec
-
-MAX_BODY = 64 * 1024 * 1024
-GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C",
-           "GIT_AUTHOR_NAME": "Forge", "GIT_AUTHOR_EMAIL": "forge@example.com",
-           "GIT_COMMITTER_NAME": "Forge", "GIT_COMMITTER_EMAIL": "forge@example.com"}
+from tests.githttp import GIT_ENV, backend, read_body, send
 
 
 @dataclass
@@ -233,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         forge: ForgeServer = self.server.forge  # type: ignore[attr-defined]
-        body = self._read_body()
+        body = read_body(self)
         path, _, query = self.path.partition("?")
         headers = {k.lower(): v for k, v in self.headers.items()}
         if ".git/" in path and not path.startswith(forge.spec.base_path + "/"):
@@ -270,19 +266,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(min(length, MAX_BODY)) if length else b""
-
     def _git(self, forge: ForgeServer, path: str, query: str, headers: dict[str, str],
              body: bytes) -> None:
         """Smart HTTP through `git http-backend`, receive-pack enabled."""
@@ -292,32 +275,5 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None or repo.git_dir is None:
             self._reply(404, {"message": "no such repository"}, {})
             return
-        env = {**os.environ, **GIT_ENV, "GIT_PROJECT_ROOT": str(forge.root),
-               "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": self.command,
-               "PATH_INFO": f"/{repo.owner}/{repo.name}.git/{tail}", "QUERY_STRING": query,
-               "CONTENT_TYPE": headers.get("content-type", ""),
-               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1",
-               "REMOTE_USER": "fleet-test", "GIT_CONFIG_COUNT": "1",
-               "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true"}
-        if "content-encoding" in headers:
-            env["HTTP_CONTENT_ENCODING"] = headers["content-encoding"]
-        if "git-protocol" in headers:
-            env["GIT_PROTOCOL"] = headers["git-protocol"]
-        proc = subprocess.run(["git", "http-backend"], input=body, env=env,
-                              capture_output=True, check=False)
-        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
-        if not payload and b"\n\n" in head:
-            head, _, payload = proc.stdout.partition(b"\n\n")
-        status, cgi_headers = 200, []
-        for line in head.decode("latin-1").splitlines():
-            key, _, value = line.partition(":")
-            if key.lower() == "status":
-                status = int(value.split()[0])
-            elif key:
-                cgi_headers.append((key, value.strip()))
-        self.send_response(status)
-        for key, value in cgi_headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send(self, *backend(forge.root, self.command, f"/{repo.owner}/{repo.name}.git/{tail}",
+                            query, headers, body))
