@@ -6,13 +6,16 @@ or scp-like `git@host:OWNER/REPO.git`. `parse_repo_url` turns each into a
 RepoRef; `on_forge` says whether it lives on the configured forge;
 `matches_full_name` compares it with a webhook's `repository.full_name`.
 Credentials in a URL are refused (git authenticates with SSH keys or a
-credential helper), and `redact` hides them from any message. No IO.
+credential helper), and `redact` (controller.text, re-exported here) hides
+them from any message. No IO.
 """
 from __future__ import annotations
 
 import re
 import urllib.parse
 from dataclasses import dataclass
+
+from controller.text import redact as redact   # re-exported: the forge package names it
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
 # Owner and repository names as Forgejo, Gitea and GitHub allow them.
@@ -23,7 +26,6 @@ _IPV6 = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 # scp-like syntax: [user@]host:path, where the host has no slash or colon.
 _SCP = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[^@/:\s]+):(?P<path>[^\s]+)$")
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:access_)?token=)[^&#]*")
 
 
 class RepoURLError(ValueError):
@@ -48,33 +50,6 @@ class RepoRef:
     def full_name(self) -> str:
         """`OWNER/REPO`, as the forge's API paths and webhooks spell it."""
         return f"{self.owner}/{self.name}"
-
-
-def redact(url: str) -> str:
-    """`url` with any userinfo password (and the whole userinfo of http URLs) hidden.
-
-    Safe on any string: what does not look like a URL comes back unchanged,
-    apart from `token=` query values, which are always hidden.
-    """
-    text = _SECRET_QUERY.sub(r"\1***", url)
-    match = _SCHEME.match(text)
-    if match:
-        scheme, rest = match["scheme"], match["rest"]
-        authority, sep, tail = _split_authority(rest)
-        if "@" not in authority:
-            return text
-        userinfo, host = authority.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        # An ssh user name (git@) is no secret; anything else in userinfo may be.
-        if scheme.lower() == "ssh" and "@" not in userinfo:
-            shown = f"{user}:***" if colon else user
-        else:
-            shown = "***"
-        return f"{scheme}://{shown}@{host}{sep}{tail}"
-    head, at, host_and_path = text.rpartition("@")
-    if at and "/" not in head and (":" in head or "@" in head):
-        return f"***@{host_and_path}"
-    return text
 
 
 def parse_repo_url(url: str, base_path: str = "") -> RepoRef:
