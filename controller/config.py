@@ -19,6 +19,7 @@ import yaml
 
 from controller.durations import parse_duration
 from controller.model import ID_RE
+from controller.text import has_credentials, redact
 
 KEYS = {"repo", "branch", "state_dir", "listen", "admin_listen", "poll_interval", "ssh",
         "webhook_secret", "allowed_repos", "reviewers", "forge", "pull_agents", "lease_ttl"}
@@ -126,8 +127,13 @@ def _build(path: str, data: dict[str, Any]) -> Config:
             raise ConfigError(f"{path}: {key}: must be a string, got {value!r}")
         return value
 
+    repo = text("repo")
+    if repo is not None and has_credentials(repo):
+        raise ConfigError(f"{path}: repo: {redact(repo)!r} has credentials in it: remove them; "
+                          "git authenticates with an SSH key or a git credential helper "
+                          "(git config credential.helper), never a token in the URL")
     return Config(
-        repo=text("repo"), branch=text("branch", "main") or "main",
+        repo=repo, branch=text("branch", "main") or "main",
         state_dir=Path(text("state_dir", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR).expanduser(),
         listen=_address(path, "listen", data, None),
         admin_listen=(_address(path, "admin_listen", data, DEFAULT_ADMIN_LISTEN)

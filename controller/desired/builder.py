@@ -26,13 +26,14 @@ from controller.desired.template import check_template
 from controller.durations import parse_duration as _parse_duration
 from controller.model import (ID_RE, Agent, Desired, Host, OutputFormat, Problem, PromptMode,
                               Settings, Task, TaskMode)
+from controller.text import has_credentials, redact
 
 # The same few durations ("45m") recur across thousands of task files.
 parse_duration = functools.lru_cache(maxsize=4096, typed=True)(_parse_duration)
 _KINDS = ("task", "host", "agent", "fleet")
 _DIRS = {"hosts": "host", "agents": "agent", "tasks": "task"}
 _NAME_KEY = {"host": "name", "agent": "name", "task": "id"}
-_CITED = {"task": ("id", "agent", "depends_on"), "host": ("name", "jump"),
+_CITED = {"task": ("id", "agent", "depends_on", "repo"), "host": ("name", "jump"),
           "agent": ("name",), "fleet": ("backoff", "prompt_template")}
 # Model-typed values by the dataclass field they fill, for Task(**fields) and the
 # like: each key has its own type (the field's), which no one value type names.
@@ -100,6 +101,8 @@ def _parse(kind: str, raw: bytes, defaults: Fields) -> _Parsed:
     lines = loaded.key_lines(_CITED[kind])
     name = data.get(_NAME_KEY.get(kind, ""))
     errors = sorted((loaded.line(path), msg) for path, msg in schema.errors(kind, data))
+    if not errors and kind == "task":
+        errors = _credentials(data, lines)
     if errors:
         return _Parsed(None, errors, name, lines)
     try:
@@ -112,6 +115,16 @@ def _parse(kind: str, raw: bytes, defaults: Fields) -> _Parsed:
         return _Parsed(fields, [], name, lines, _MAKE[kind](**fields))
     except (ValueError, TypeError) as e:   # the schema should make this unreachable
         return _Parsed(None, [(1, f"cannot use this file: {e}")], name, lines)
+
+
+def _credentials(data: object, lines: Mapping[str, int]) -> list[tuple[int, str]]:
+    """The problem of a task `repo` URL with credentials in it, if it has any."""
+    repo = data.get("repo") if isinstance(data, dict) else None
+    if not isinstance(repo, str) or not has_credentials(repo):
+        return []
+    return [(lines.get("repo", 1), f"repo: {redact(repo)!r} has credentials in it: remove them; "
+             "git authenticates with an SSH key or a git credential helper "
+             "(git config credential.helper), never a token in the URL")]
 
 
 def _parse_settings(data: _FleetFile, lines: Mapping[str, int]) -> _Parsed:

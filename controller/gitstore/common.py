@@ -12,6 +12,7 @@ import pygit2
 from pygit2.enums import ObjectType
 
 from controller.model import ID_RE
+from controller.text import redact_text
 
 SPEC_DIRS = ("hosts", "agents", "tasks")
 DIRS = SPEC_DIRS + ("status",)
@@ -107,4 +108,5 @@ def _is_local(source: str) -> bool:
 def _last_lines(text: str, n: int = 3) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines()
              if ln.strip() and not ln.startswith("hint:")]
-    return " / ".join(lines[-n:]) or "no message from git"
+    # git echoes the URLs it was given: never show the userinfo of one.
+    return redact_text(" / ".join(lines[-n:])) or "no message from git"

@@ -37,6 +37,7 @@ from controller.gitstore.common import (BLOB_MODES, DIRS, SPEC_DIRS, TOP_FILES, 
                                         _is_local, _subtree, _tip, _tree_of, cache_trees, tracking_ref)
 from controller.gitstore.remote import Remote
 from controller.gitstore.write import StatusWriter
+from controller.text import has_credentials, redact
 
 
 class GitStore:
@@ -50,6 +51,11 @@ class GitStore:
                  timeout: float = 600.0, push_attempts: int = 5, borrow: Path | None = None):
         if not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
             raise GitError(f"{branch!r} is not a valid branch name")
+        if has_credentials(source):
+            raise GitError(f"the fleet repository URL {redact(source)!r} has credentials in it: "
+                           "remove them (from --repo, `repo:` in the config, or the clone's origin "
+                           "with git remote set-url); git authenticates with an SSH key or a git "
+                           "credential helper (git config credential.helper), never a token in the URL")
         cache_trees()
         self.source = _normalize_source(source)
         self.branch = branch
