@@ -9,6 +9,7 @@ pre-receive hook can refuse a push or let "someone else" push just before it.
 """
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import threading
@@ -79,10 +80,12 @@ def send(handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, 
 
 class GitHTTPServer:
     """Serves the bare repositories under `root` over smart HTTP on 127.0.0.1.
-    `requests` records "METHOD path" of each request. A context manager."""
+    `requests` records "METHOD path" of each request; `auth` (user, password),
+    when set, is asked for with HTTP Basic as a forge would. A context manager."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, auth: tuple[str, str] | None = None) -> None:
         self.root = root
+        self.auth = auth
         self.requests: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -123,4 +126,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         server.requests.append(f"{self.command} {path}")
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if server.auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
+            if headers.get("authorization") != expected:
+                send(self, 401, [("WWW-Authenticate", 'Basic realm="git"')], b"")
+                return
         send(self, *backend(server.root, self.command, path, query, headers, body))

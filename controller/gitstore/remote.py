@@ -25,6 +25,7 @@ class Remote:
         self._tracking = tracking_ref(branch)
         self._timeout = timeout      # seconds, for each git command
         self._local = local
+        self.last_rejection = ""     # git's words when push or swap last lost a race
 
     def fetch(self, clone: Path, had_tip: bool) -> None:
         """Fetch the branch into clone's origin/<branch>. had_tip: the clone had
@@ -59,9 +60,10 @@ class Remote:
         if proc.returncode == 0:
             return True
         rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
-        if rejected and all(_is_race(ln) for ln in rejected):
-            return False
         detail = _last_lines("\n".join(rejected) + "\n" + proc.stderr)
+        if rejected and all(_is_race(ln) for ln in rejected):
+            self.last_rejection = detail
+            return False
         raise GitError(f"cannot push status commit to {self._branch} of {self._source}: {detail}. "
                        "Check write access to the fleet repository and its server-side hooks")
 
@@ -74,6 +76,7 @@ class Remote:
         if proc.returncode == 0:
             return True
         if "but expected" in proc.stderr or "cannot lock ref" in proc.stderr:
+            self.last_rejection = _last_lines(proc.stderr)
             return False
         raise GitError(f"cannot update {self._branch} of {self._source}: {_last_lines(proc.stderr)}. "
                        "Check write access to the fleet repository")
@@ -102,7 +105,15 @@ class Remote:
 
 
 def _is_race(line: str) -> bool:
-    # "[rejected] (fetch first)" / "(non-fast-forward)": someone pushed first;
-    # a remote ref lock failure is the same race seen from the server side.
-    return "[rejected]" in line or ("[remote rejected]" in line
-                                    and ("lock" in line or "old value" in line))
+    """Whether a `git push --porcelain` rejection ("!\tSRC:DST\tREASON") means
+    someone moved the branch first, so fetching and re-applying will do."""
+    # "[rejected] (fetch first)" / "(non-fast-forward)": git saw it before sending.
+    if "[rejected]" in line:
+        return True
+    # The same race seen by the server between its advertisement and its update,
+    # as receive-pack words it locally and over smart HTTP or SSH alike:
+    # "(failed to update ref)" (details only on "remote:" lines, "cannot lock
+    # ref ... is at X but expected Y"), older "(cannot lock ref ...)", or
+    # "(incorrect old value provided)". A hook's "(pre-receive hook declined)" is not.
+    return "[remote rejected]" in line and any(
+        words in line for words in ("failed to update ref", "lock", "old value"))

@@ -70,8 +70,8 @@ class StatusWriter:
                 raise StatusConflict(f"status/{changed[0]} in {self._branch} of {self._source} was "
                                      "changed by someone else; re-reading status/ before writing again")
         raise GitError(f"status push to {self._branch} of {self._source} was rejected "
-                       f"{self._push_attempts} times because others kept pushing; "
-                       "it will be retried on the next pass")
+                       f"{self._push_attempts} times because others kept pushing "
+                       f"(last: {self._remote.last_rejection}); it will be retried on the next pass")
 
     def _writer(self) -> pygit2.Repository:
         """Where status objects are written. The source itself when it is a bare
