@@ -25,29 +25,36 @@ class Remote:
         self._tracking = tracking_ref(branch)
         self._timeout = timeout      # seconds, for each git command
         self._local = local
+        self.branch = branch
         self.last_rejection = ""     # git's words when push or swap last lost a race
 
-    def fetch(self, clone: Path, had_tip: bool) -> None:
+    def fetch(self, clone: Path, had_tip: bool, also: Remote | None = None) -> None:
         """Fetch the branch into clone's origin/<branch>. had_tip: the clone had
         fetched the branch before, so its absence now is an error, not an empty
-        repository."""
+        repository. `also`: another branch of the same source fetched by the
+        same git command (the status branch), which must exist."""
         if _is_local(self._source) and not Path(self._source).exists():
             raise GitError(f"fleet repository {self._source} does not exist: "
                            "check --repo (a path to a bare repository, or a URL)")
         # Forced refspec: the controller follows the source even if it was rewritten.
         proc = self.git(clone, "fetch", "--quiet", "--no-tags", "origin",
-                        f"+refs/heads/{self._branch}:{self._tracking}")
+                        *(f"+refs/heads/{r._branch}:{r._tracking}" for r in (self, also) if r))
         if proc.returncode == 0:
             return
+        if also is not None and f"couldn't find remote ref refs/heads/{also._branch}" in proc.stderr:
+            raise also._gone()
         if "couldn't find remote ref" in proc.stderr:
             if had_tip:
-                raise GitError(f"branch {self._branch} has disappeared from {self._source}; "
-                               "the controller will not take that to mean 'no tasks'. "
-                               "Restore the branch or point --repo elsewhere")
-            return     # an empty repository: no commits on the branch yet
+                raise self._gone()
+            return     # an empty repository (or no status branch yet): no commits on the branch
         raise GitError(f"cannot fetch {self._branch} from {self._source}: {_last_lines(proc.stderr)}. "
                        "Check that it is a git repository this machine can reach "
                        "(path, URL, SSH keys, credentials, known_hosts)")
+
+    def _gone(self) -> GitError:
+        return GitError(f"branch {self._branch} has disappeared from {self._source}; "
+                        "the controller will not take that to mean 'no tasks' or 'no status'. "
+                        "Restore the branch or point --repo elsewhere")
 
     def push(self, clone: Path, commit: str) -> bool:
         """Push commit of clone as the new branch tip; False when someone pushed first."""
