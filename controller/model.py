@@ -134,6 +134,7 @@ class Settings:
     cancel_grace: float = 10.0     # seconds between TERM and KILL
     task_defaults: Mapping[str, object] = field(default_factory=dict)
     prompt_template: str | None = None
+    status_branch: str | None = None   # status commits go there, not to the branch people edit
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,7 +267,7 @@ def test_the_clone_is_repacked_now_and_then(store, seeded, monkeypatch):
     store.sync()
     for i in range(2):
         store.commit_statuses({"a": f"task: a\nstate: created\nattempt: {i}\n".encode()}, "fleet")
-    repack = store._status_writer()._repack
+    repack = store._writers["main"]._repack
     assert repack is not None and repack.wait(timeout=60) == 0
     assert _loose(store.path) <= 1        # at most the empty tree, which nothing references
 

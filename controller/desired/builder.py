@@ -149,7 +149,8 @@ def _parse_settings(data: _FleetFile, lines: Mapping[str, int]) -> _Parsed:
                         backoff_base=base, backoff_max=most,
                         cancel_grace=seconds(data.get("cancel_grace"), d.cancel_grace),
                         task_defaults=MappingProxyType(defaults),
-                        prompt_template=data.get("prompt_template"))
+                        prompt_template=data.get("prompt_template"),
+                        status_branch=data.get("status_branch"))
     return _Parsed(defaults, [], None, lines, settings)
 
 

@@ -143,13 +143,16 @@ class Engine:
         # its whole tree after each of our own commits.
         changes = await asyncio.to_thread(self.store.changes, self.commit, tip, SPEC_DIRS)
         self.desired = self.builder.apply(changes, self.store.read, tip)
+        # Status is read where it is written: fleet.yaml's status_branch, or tip.
+        at = await asyncio.to_thread(self.store.use_status_branch,
+                                     self.desired.settings.status_branch)
         if cold:
-            await self._load_statuses(tip)
+            await self._load_statuses(at)
             self.focus |= self._cold_focus()   # not every task: most are finished
         else:
             self.focus |= self.builder.changed_tasks
-            if self.store.status_tree(tip) != self._status_tree:
-                await self._reread_statuses(tip)
+            if self.store.status_tree(at) != self._status_tree:
+                await self._reread_statuses(at)
         self.commit = tip
         self.targets.min_interval = self.desired.settings.poll_interval
         return True
@@ -256,7 +259,7 @@ class Engine:
         except StatusConflict as e:
             # Someone else wrote the same status files: plan again from theirs.
             log.warning("%s", e)
-            await self._reread_statuses(self.store.tip())
+            await self._reread_statuses(self.store.status_tip())
             result.lines = []
             return False
         except GitError as e:

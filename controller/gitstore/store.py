@@ -64,9 +64,12 @@ class GitStore:
         self._borrow = borrow               # another clone whose objects ours may read
         self._push_attempts = push_attempts
         self._tracking = tracking_ref(branch)
+        self._timeout = timeout
         self._remote = Remote(self.source, branch, timeout, self._local)
         self._repo: pygit2.Repository | None = None
-        self._writer: StatusWriter | None = None
+        self._writers: dict[str, StatusWriter] = {}   # by branch: main, or the status branch
+        self.status_branch: str | None = None         # fleet.yaml's status_branch, if other than branch
+        self._status_remote: Remote | None = None
 
     def commit_statuses(self, writes: Mapping[str, bytes | None], message: str,
                         author: tuple[str, str] = ("fleet", "fleet@localhost")) -> str | None:
@@ -74,15 +77,52 @@ class GitStore:
         the bytes (None deletes it), touching only status/, then pushed. Returns
         the new commit hex, or None when the tree would not change (nothing is
         committed or pushed). A push rejected because someone pushed meanwhile is
-        retried on the new tip; people's commits are never rewritten (no force)."""
-        return self._status_writer().commit(writes, message, author)
+        retried on the new tip; people's commits are never rewritten (no force).
+        With a status branch, the commit goes there instead, its first one
+        seeded from status/ of the main branch's tip."""
+        if self._status_remote is None:
+            return self._status_writer(self.branch, self._remote).commit(writes, message, author)
+        writer = self._status_writer(self._status_remote.branch, self._status_remote)
+        if not self.status_tip(own=True):
+            writer.seed(self.status_tree(self.tip()),
+                        f"fleet: status branch, seeded from status/ of {self.branch} at "
+                        f"{self.tip()[:12] or 'its start'}\n", author)
+        return writer.commit(writes, message, author)
 
-    def _status_writer(self) -> StatusWriter:
-        if self._writer is None:    # made on first use: it needs the clone
-            self._writer = StatusWriter(self.repo, self.path, self._remote, source=self.source,
-                                        branch=self.branch, local=self._local,
-                                        push_attempts=self._push_attempts)
-        return self._writer
+    def _status_writer(self, branch: str, remote: Remote) -> StatusWriter:
+        if branch not in self._writers:     # made on first use: it needs the clone
+            self._writers[branch] = StatusWriter(self.repo, self.path, remote, source=self.source,
+                                                 branch=branch, local=self._local,
+                                                 push_attempts=self._push_attempts)
+        return self._writers[branch]
+
+    # ---- the status branch (fleet.yaml's status_branch) --------------------------------
+    def use_status_branch(self, name: str | None) -> str:
+        """Read and write status on branch `name` from now on (None, or the main
+        branch itself: on the main branch, the default), fetching it when it is
+        new to us. Writes nothing: a branch the source does not have yet is
+        seeded by the first status commit. Returns status_tip()."""
+        name = None if name == self.branch else name
+        if name is not None and not pygit2.reference_is_valid_name(f"refs/heads/{name}"):
+            raise GitError(f"status_branch {name!r} is not a valid branch name")
+        if name != self.status_branch:
+            self.status_branch = name
+            self._status_remote = None
+            if name is not None:
+                self._status_remote = Remote(self.source, name, self._timeout, self._local)
+                self._status_remote.fetch(self.path, had_tip=bool(self.status_tip(own=True)))
+        return self.status_tip()
+
+    def status_tip(self, own: bool = False) -> str:
+        """The commit whose status/ is the status of record: the status branch's
+        last fetched or pushed tip; the main branch's without one, or while the
+        status branch does not exist yet (its seed is that status/). `own`:
+        the status branch's tip only, "" when there is none."""
+        if self.status_branch is not None:
+            tip = _tip(self.repo, tracking_ref(self.status_branch))
+            if tip or own:
+                return tip
+        return "" if own else self.tip()
 
     # ---- network: the real git command, through Remote -------------------------
     def sync(self) -> str:
@@ -93,7 +133,11 @@ class GitStore:
         else:
             if self.repo.remotes["origin"].url != self.source:
                 self.repo.remotes.set_url("origin", self.source)   # --repo changed
-            self._remote.fetch(self.path, had_tip=bool(self.tip()))
+            status = self._status_remote
+            both = status is not None and bool(self.status_tip(own=True))
+            self._remote.fetch(self.path, had_tip=bool(self.tip()), also=status if both else None)
+            if status is not None and not both:
+                status.fetch(self.path, had_tip=False)    # seeded meanwhile by another controller?
         return self.tip()
 
     def _clone(self) -> None:

@@ -73,6 +73,21 @@ class StatusWriter:
                        f"{self._push_attempts} times because others kept pushing "
                        f"(last: {self._remote.last_rejection}); it will be retried on the next pass")
 
+    def seed(self, status: str | None, message: str, author: tuple[str, str]) -> None:
+        """Create the branch as an orphan commit holding only status/ with the tree
+        `status` (None: no status/ yet), unless the source has the branch already
+        (another controller seeded it first): then fetch theirs and use that."""
+        writer = self._writer()
+        top = writer.TreeBuilder()
+        if status is not None:
+            top.insert("status", pygit2.Oid(hex=status), pygit2.GIT_FILEMODE_TREE)
+        who = pygit2.Signature(*author)
+        commit = writer.create_commit(None, who, who, message, top.write(), [])
+        if self._publish(writer, str(commit), ""):
+            self._repo.references.create(self._tracking, commit, force=True)
+        else:
+            self._remote.fetch(self._clone, had_tip=True)
+
     def _writer(self) -> pygit2.Repository:
         """Where status objects are written. The source itself when it is a bare
         repository on this machine that our clone shares objects with and that
