@@ -20,6 +20,11 @@ update-ref NEW OLD`, the lock a push takes too) instead of a push, which would
 pack and unpack the whole status/ tree. A person's concurrent push makes the
 swap fail exactly as it makes a push fail: we fetch and re-apply on theirs.
 
+The source may be a URL (https, ssh): git itself authenticates (SSH keys, a
+credential helper); a URL with credentials in it is refused. With a status
+branch (fleet.yaml's status_branch, use_status_branch) status is read and
+committed there, and the main branch, whose specs are read, never moves by us.
+
 `fleet plan` clones into a scratch directory instead, borrowing (read-only)
 the objects of the state directory's clone, so it costs one small fetch and
 leaves that clone, which a running controller may be using, as it was.
