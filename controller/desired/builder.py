@@ -69,6 +69,7 @@ class _FleetFile(TypedDict, total=False):
     cancel_grace: str | int
     defaults: dict[str, Data]
     prompt_template: str
+    status_branch: str
 
 
 @dataclass(slots=True)
