@@ -70,10 +70,10 @@ class Connections:
         entry = self._pools.get(host.name)
         return [ln.channels for ln in entry[1].links] if entry else []
 
-    def close(self) -> None:
-        for _, pool in self._pools.values():
-            pool.close()
+    def close(self) -> list[Any]:
+        closed = [conn for _, pool in self._pools.values() for conn in pool.close()]
         self._pools.clear()
+        return closed
 
     def first_jump(self, host: Host) -> Host | None:
         """`host`'s jump host, once its whole chain is known to end; None without one."""

@@ -32,6 +32,7 @@ from controller.model import Host, RunReport, RunSpec
 __all__ = ["SSHExecutor", "scan"]
 
 log = logging.getLogger("fleet")
+CLOSE_WAIT = 2.0            # seconds close() waits for connections to finish closing
 
 
 def quiet_asyncssh() -> None:
@@ -136,7 +137,15 @@ class SSHExecutor:
         return self._conns.in_use(host)
 
     async def close(self) -> None:
-        self._conns.close()
+        """Close every connection, and wait (briefly) until they are: their SFTP and
+        channel tasks end with them, not after the loop that owns them."""
+        closed = self._conns.close()
+        if closed:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(c.wait_closed() for c in closed),
+                                                      return_exceptions=True), CLOSE_WAIT)
+            except asyncio.TimeoutError:
+                log.warning("SSH connections still closing after %g s", CLOSE_WAIT)
 
     # ---- on an open session ------------------------------------------------------------
     async def _exec(self, link: Link, command: str, timeout: float | None = None

@@ -105,10 +105,13 @@ class Pool:
             self.links = [ln for ln in self.links if ln is not link]
         self._notify()
 
-    def close(self) -> None:
-        for link in self.links:
-            link.conn.close()
+    def close(self) -> list[Any]:
+        """Close every connection; returns them, for a caller that waits until they are."""
+        closed = [link.conn for link in self.links]
+        for conn in closed:
+            conn.close()
         self.links = []
+        return closed
 
     def _notify(self) -> None:
         for f in self._waiters:
