@@ -31,6 +31,7 @@ SSH_KEYS = {"known_hosts", "client_keys", "connect_timeout", "keepalive_interval
 FORGE_KEYS = {"type", "url", "api_url", "token_env"}
 PULL_AGENT_KEYS = {"name", "token_sha256", "capabilities", "max_concurrent"}
 DEFAULT_TOKEN_ENV = "FLEET_FORGE_TOKEN"
+WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -101,6 +102,13 @@ class Config:
     pull_agents: tuple[PullAgent, ...] = ()
     lease_ttl: float = DEFAULT_LEASE_TTL   # seconds; checked, not used yet (no pull API)
 
+    @property
+    def secret_env(self) -> frozenset[str]:
+        """Names of the variables holding the controller's own secrets: never passed
+        to a run, even when a host or agent lists them in pass_env."""
+        token = self.forge.token_env if self.forge is not None else DEFAULT_TOKEN_ENV
+        return frozenset({WEBHOOK_SECRET_ENV, token})
+
 
 def load_config(path: str | None) -> Config:
     """Load FILE, or $FLEET_CONFIG, or nothing (all defaults)."""
@@ -140,7 +148,7 @@ def _build(path: str, data: dict[str, Any]) -> Config:
                       or DEFAULT_ADMIN_LISTEN),
         poll_interval=_duration(path, "poll_interval", data.get("poll_interval")),
         ssh=_ssh(path, data.get("ssh")),
-        webhook_secret=text("webhook_secret") or os.environ.get("FLEET_WEBHOOK_SECRET"),
+        webhook_secret=text("webhook_secret") or os.environ.get(WEBHOOK_SECRET_ENV),
         allowed_repos=_strings(path, "allowed_repos", data.get("allowed_repos"),
                                "URL patterns like [https://forge.example/team/*]"),
         reviewers=_strings(path, "reviewers", data.get("reviewers"),

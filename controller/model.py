@@ -80,6 +80,7 @@ class Host:
     workdir: str = "~/fleet"
     jump: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    pass_env: tuple[str, ...] = ()     # names read from the host's own environment per run
 
     @property
     def is_local(self) -> bool:
@@ -95,6 +96,7 @@ class Agent:
     requires: frozenset[str] = frozenset()
     version: tuple[str, ...] | None = None
     env: tuple[tuple[str, str], ...] = ()
+    pass_env: tuple[str, ...] = ()     # names read from the host's own environment per run
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,3 +383,6 @@ class RunSpec:
     validation: tuple[str, ...] = ()
     attempt: int = 1               # exported to the run as FLEET_ATTEMPT
     env: tuple[tuple[str, str], ...] = ()   # host env, then agent env (agent wins)
+    # Names (never values) of variables the run takes from its host's own
+    # environment: the controller's for a local host, the login's over SSH.
+    pass_env: tuple[str, ...] = ()

@@ -51,7 +51,7 @@ def keygen(path: Path, comment: str) -> None:
 
 class Sshd:
     def __init__(self, root: Path, address: str = "127.0.0.1", netns: str | None = None,
-                 extra: str = ""):
+                 extra: str = "", setenv: dict[str, str] | None = None):
         self.binary = require_sshd()
         self.root = root
         self.address = address
@@ -66,6 +66,8 @@ class Sshd:
         self.known_hosts = root / "known_hosts"
         self.user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
         self.extra = extra
+        # The login environment of every session (sshd honours only its first SetEnv line).
+        self.setenv = {"SHLVL": "1", **(setenv or {})}
         self.proc: subprocess.Popen | None = None
         self._write_config()
         self.trust()
@@ -83,7 +85,8 @@ class Sshd:
             # user's rc files are not what these tests test, and here they run
             # `pyenv rehash`, whose global lock, left behind by a session the
             # tests kill, makes every later login wait 60 s.
-            "SetEnv SHLVL=1\n" + self.extra)
+            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.setenv.items()) + "\n"
+            + self.extra)
 
     def known_hosts_line(self) -> str:
         key = (self.host_key.parent / f"{self.host_key.name}.pub").read_text().split()[:2]

@@ -49,10 +49,10 @@ _CONVERT: dict[str, dict[str, Callable[[Any], object]]] = {
              "priority": int, "max_attempts": int, "max_reviews": int, "mode": TaskMode,
              "rerun": lambda v: None if v is None else str(v)},
     "host": {"capabilities": frozenset, "env": lambda v: tuple(sorted(v.items())),
-             "port": int, "max_concurrent": int},
+             "pass_env": tuple, "port": int, "max_concurrent": int},
     "agent": {"command": tuple, "version": tuple, "requires": frozenset,
               "prompt": PromptMode, "output": OutputFormat,
-              "env": lambda v: tuple(sorted(v.items()))},
+              "env": lambda v: tuple(sorted(v.items())), "pass_env": tuple},
 }
 _MAKE: dict[str, Callable[..., Host | Agent]] = {"host": Host, "agent": Agent}
 

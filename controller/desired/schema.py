@@ -60,6 +60,9 @@ _PHRASES = {
     r"^(?![-~])[^\n\r]+(?!\n)$": ("a single line that does not start with '-' or '~' (a leading ~ "
                                   "is not expanded: write the full path)"),
     r"^(?!-)[^\n\r]+(?!\n)$": "a single line that does not start with '-'",
+    r"^(?!FLEET_)(?!(IFS|PWD|OLDPWD|PS4|ENV|CDPATH|OPTIND)$)[A-Za-z_][A-Za-z0-9_]*(?!\n)$": (
+        "a variable name of letters, digits and '_', not FLEET_* (fleet's own variables and the "
+        "controller's secrets, never passed to a run) nor one the shell reserves (IFS, PWD, ...)"),
 }
 
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
-from controller.executors import rundir
+from controller.executors import rundir, runenv
 from controller.executors.base import HostUnreachable
 from controller.model import Host, RunReport, RunSpec
 
@@ -51,8 +52,12 @@ def _own_bin_first(spec: RunSpec) -> RunSpec:
 
 
 class LocalExecutor:
-    def __init__(self, shell: str = "/bin/sh") -> None:
+    """`withhold`: names of the controller's secrets (beyond FLEET_*) that no run
+    gets even when a host or agent lists them in pass_env (the forge token_env)."""
+
+    def __init__(self, shell: str = "/bin/sh", withhold: Iterable[str] = ()) -> None:
         self.shell = shell
+        self.withhold = frozenset(withhold)
 
     async def start(self, spec: RunSpec) -> None:
         await asyncio.to_thread(self._start, spec)
@@ -102,15 +107,18 @@ class LocalExecutor:
                     return      # another start of this run id won the race
             except OSError as e:
                 raise HostUnreachable(f"cannot write run dir {where.run_dir}: {e}") from e
-        self._launch(where.run_dir)
+        self._launch(where.run_dir, spec)
 
-    def _launch(self, path: str) -> None:
+    def _launch(self, path: str, spec: RunSpec) -> None:
+        # An allow-listed environment, never the controller's own (its secrets):
+        # the base and pass_env from os.environ; the rest comes from run.env.
+        env = runenv.local_environ(os.environ, spec.pass_env, self.withhold, spec.run_id)
         try:
             with open(os.path.join(path, "wrapper.out"), "ab") as out:
                 proc = subprocess.Popen(
                     [self.shell, os.path.join(path, rundir.WRAPPER), path],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=path, start_new_session=True, close_fds=True)
+                    cwd=path, env=env, start_new_session=True, close_fds=True)
         except OSError as e:
             raise HostUnreachable(f"cannot start {self.shell}: {e}") from e
         _CHILDREN[proc.pid] = (path, proc)

@@ -88,6 +88,8 @@ def render(spec: RunSpec, where: RunPaths) -> dict[str, bytes]:
     argv = substitute(spec.command, values)
     checks = "".join(f"fleet_check {shell.quote(cmd)}\n" for cmd in spec.validation)
     parsers.parse(spec.output_format, b"", None)   # an unknown format fails now, not after the run
+    for name in spec.pass_env:          # a bad name fails now, before any file is written
+        shell.check_env_name(name)
     return {
         "run.env": _encode(_run_env(spec, where)),
         "agent.sh": _encode("# The agent's argv, written by fleet; run by runwrapper.sh.\n"

@@ -136,7 +136,8 @@ class HostWatch:
         agents = [(a, a.version) for a in desired.agents.values()
                   if a.version and a.requires <= host.capabilities]
         answers = await asyncio.gather(*(
-            executor.run(host, remote.version(argv, list(host.env) + list(a.env)))
+            executor.run(host, remote.version(argv, list(host.env) + list(a.env),
+                                              host.pass_env + a.pass_env))
             for a, argv in agents))
         versions: dict[str, str] = {}
         errors: list[str] = []

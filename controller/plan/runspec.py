@@ -22,4 +22,5 @@ def make_spec(task: Task, agent: Agent, host: Host, action: StartRun,
                    repo=task.repo, base=task.base, branch=task.branch,
                    from_branch=action.from_branch, validation=task.validation,
                    attempt=action.attempt,
-                   env=tuple(host.env) + tuple(agent.env))   # the agent's wins: rundir writes it last
+                   env=tuple(host.env) + tuple(agent.env),   # the agent's wins: rundir writes it last
+                   pass_env=tuple(dict.fromkeys(host.pass_env + agent.pass_env)))

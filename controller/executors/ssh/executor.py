@@ -45,9 +45,12 @@ class SSHExecutor:
     """Runs, polls and stops runs on SSH hosts. `resolve` finds a jump host by name."""
 
     def __init__(self, settings: SSHConfig | None = None,
-                 resolve: Callable[[str], Host | None] | None = None):
+                 resolve: Callable[[str], Host | None] | None = None,
+                 withhold: Iterable[str] = ()):
         quiet_asyncssh()
         self.settings = settings or SSHConfig()
+        # Names no run gets even when pass_env lists them (see runenv), beyond FLEET_*.
+        self.withhold = frozenset(withhold)
         self._conns = Connections(self.settings, resolve or (lambda name: None))
 
     # ---- the Executor interface ---------------------------------------------------
@@ -70,8 +73,10 @@ class SSHExecutor:
             except (asyncssh.Error, OSError, EOFError):
                 link.drop_sftp()    # the next start opens a fresh SFTP channel
                 raise
+            # The run's environment is read on the host, by name: see runenv.
+            launch = remote.launch(where.run_dir, spec.pass_env, self.withhold, spec.run_id)
             try:
-                code, _, err = await self._exec(link, remote.launch(where.run_dir))
+                code, _, err = await self._exec(link, launch)
             except HostUnreachable:
                 # The launch command went out: the run may be going. Keep its run id
                 # assigned; polls find it, or lose it after lost_grace.

@@ -4,7 +4,8 @@ Pure strings and bytes, no sockets: `ssh.SSHExecutor` sends these command lines
 over SSH, the tests also run them with a local /bin/sh. Every script is a fixed
 POSIX sh text; the values it works on (run dirs, grace periods, env) reach it
 only as positional arguments or assignments quoted by `shell.quote`, so a
-hostile path or value is data, never code. The scripts assume only what
+hostile path or value is data, never code (the one exception, variable names
+in `env -i` words, are checked to be plain names first: see `runenv`). The scripts assume only what
 runwrapper.sh assumes of a host (sh, cat, tail, mkdir, mv, date) plus `stat`
 for output times, and `setsid` or `perl` to detach a run.
 """
@@ -14,7 +15,7 @@ import posixpath
 import secrets
 from typing import Iterable, TypeVar
 
-from controller.executors import shell
+from controller.executors import runenv, shell
 from controller.executors.rundir import OUTPUT_TAIL, STDERR_TAIL, Snapshot
 
 POLL_BATCH = 100          # run dirs per poll command: keeps the command line short
@@ -29,15 +30,18 @@ def sh(script: str, *args: str) -> str:
 
 # The wrapper leads a new session and process group, with no tie to the SSH
 # session: closing the channel (or losing the connection) sends it nothing.
-# Every descriptor is redirected, so the channel closes at once.
+# Every descriptor is redirected, so the channel closes at once. It starts
+# under `env -i` with only the allowed names of the login's environment
+# (runenv: the base and pass_env), read here on the host: {ENV} is replaced by
+# `${NAME+"NAME=$NAME"}` words for checked names, never by values.
 LAUNCH = r"""
 d=$1
 cd "$d" || exit 3
 if command -v setsid >/dev/null 2>&1; then
-    setsid sh "$d/runwrapper.sh" "$d" </dev/null >>"$d/wrapper.out" 2>&1 &
+    setsid env -i {ENV} sh "$d/runwrapper.sh" "$d" </dev/null >>"$d/wrapper.out" 2>&1 &
 elif command -v perl >/dev/null 2>&1; then
     perl -MPOSIX -e 'POSIX::setsid(); exec @ARGV or exit 127' \
-        sh "$d/runwrapper.sh" "$d" </dev/null >>"$d/wrapper.out" 2>&1 &
+        env -i {ENV} sh "$d/runwrapper.sh" "$d" </dev/null >>"$d/wrapper.out" 2>&1 &
 else
     echo "neither setsid nor perl is installed: cannot detach the run" >&2
     exit 4
@@ -45,8 +49,10 @@ fi
 """
 
 
-def launch(run_dir: str) -> str:
-    return sh(LAUNCH, run_dir)
+def launch(run_dir: str, pass_env: Iterable[str] = (), withhold: Iterable[str] = (),
+           run_id: str = "") -> str:
+    words = runenv.remote_env_words(pass_env, withhold, run_id)
+    return sh(LAUNCH.replace("{ENV}", words), run_dir)
 
 
 # ---- poll -------------------------------------------------------------------------
@@ -252,9 +258,13 @@ def probe(workdir: str, create: bool = True) -> str:
     return sh(PROBE if create else LOOK, workdir)
 
 
-def version(argv: tuple[str, ...], env: Iterable[tuple[str, str]]) -> str:
-    """An agent's `version` argv, with the host's and agent's env, stdin closed."""
-    script = shell.env_script(env) + "exec " + shell.command_line(argv) + " </dev/null 2>&1\n"
+def version(argv: tuple[str, ...], env: Iterable[tuple[str, str]],
+            pass_env: Iterable[str] = (), withhold: Iterable[str] = ()) -> str:
+    """An agent's `version` argv, stdin closed, in the environment its runs get:
+    the allowed names of the login's (runenv), then the host's and agent's env."""
+    script = (f"exec env -i {runenv.remote_env_words(pass_env, withhold)} "
+              f"{runenv.env_words(env)} sh -c 'exec \"$@\" </dev/null 2>&1' sh "
+              f"{shell.command_line(argv)}\n")
     return sh(script)
 
 
