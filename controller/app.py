@@ -37,7 +37,8 @@ def build_engine(config: Config, repo: str, state: Path | None = None) -> Engine
     state.mkdir(parents=True, exist_ok=True)
     reviewers = frozenset(r.lower() for r in config.reviewers) or None
     return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh,
-                  reviewers=reviewers)
+                  reviewers=reviewers, allowed_repos=config.allowed_repos,
+                  withhold=config.secret_env)
 
 
 def build_look_only_engine(config: Config, repo: str, scratch: Path) -> Engine:
@@ -46,7 +47,8 @@ def build_look_only_engine(config: Config, repo: str, scratch: Path) -> Engine:
     state = state_dir(config, repo)
     store = GitStore(repo, scratch, config.branch, borrow=state / "fleet.git")
     targets = Targets(scratch / "targets", borrow=state / "targets")
-    return Engine(store, state, ssh=config.ssh, targets=targets, read_only=True)
+    return Engine(store, state, ssh=config.ssh, targets=targets, read_only=True,
+                  allowed_repos=config.allowed_repos, withhold=config.secret_env)
 
 
 def health(engine: Engine) -> HealthReport:

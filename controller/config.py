@@ -93,8 +93,8 @@ class Config:
     poll_interval: float | None = None
     ssh: SSHConfig = field(default_factory=SSHConfig)
     webhook_secret: str | None = None
-    # Checked, not used yet: URL patterns (`*` matches within one path segment)
-    # of the only repositories the controller may clone, fetch or open PRs on.
+    # URL patterns (controller/repos.py) of the only repositories the controller
+    # may clone, fetch or open PRs on; a task naming another is blocked. () allows all.
     allowed_repos: tuple[str, ...] = ()
     # Whose change requests count (on every forge); () means users with write access.
     reviewers: tuple[str, ...] = ()

@@ -159,6 +159,9 @@ class Desired:
     settings: Settings = Settings()
     invalid: Mapping[str, str] = field(default_factory=dict)  # task id -> why its spec is unusable
     commit: str = ""
+    # The controller config's allowed_repos, never the repository's: URL patterns
+    # of the only target repos tasks may name; () allows every repo.
+    allowed_repos: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,7 +187,8 @@ class DesiredBuilder:
     current until the next apply().
     """
 
-    def __init__(self) -> None:
+    def __init__(self, allowed_repos: tuple[str, ...] = ()) -> None:
+        self.allowed_repos = allowed_repos     # the controller config's, carried into Desired
         self._paths: dict[str, _File] = {}                      # every tracked path
         self._named: dict[str, dict[str, _File]] = {k: {} for k in _KINDS}
         self._cache: dict[tuple[str, str], _Parsed] = {}        # (kind, blob id) -> parsed
@@ -228,7 +229,7 @@ class DesiredBuilder:
                 gc.enable()
         tasks, hosts, agents, invalid = self._views
         return Desired(tasks=tasks, hosts=hosts, agents=agents, settings=self._settings,
-                       invalid=invalid, commit=commit)
+                       invalid=invalid, commit=commit, allowed_repos=self.allowed_repos)
 
     # ---- files -------------------------------------------------------------------
     def _take_changes(self, changes: Iterable[tuple[str, str | None]],

@@ -68,7 +68,8 @@ class Engine:
                  executors: ExecutorFor | None = None,
                  ssh: SSHConfig | None = None, targets: Targets | None = None,
                  read_only: bool = False, reviewers: frozenset[str] | None = None,
-                 telemetry: Telemetry | None = None):
+                 telemetry: Telemetry | None = None, allowed_repos: tuple[str, ...] = (),
+                 withhold: frozenset[str] = frozenset()):
         self.store = store
         self.telemetry = telemetry or Telemetry()   # what /metrics reports
         self.state_dir = state_dir
@@ -77,7 +78,9 @@ class Engine:
         # Target repos are fetched at most every few seconds for merge checks;
         # run() asks for a fresh look when it starts.
         self.targets = targets or Targets(state_dir / "targets", min_interval=5.0)
-        self.builder = DesiredBuilder()
+        # The controller config's allowed_repos travel in each Desired the builder makes.
+        self.builder = DesiredBuilder(allowed_repos=allowed_repos)
+        self._withhold = withhold    # env names no run may get (the forge token's)
         self.book = StatusBook()
         self.desired: Desired | None = None
         self.commit: str | None = None
@@ -87,7 +90,7 @@ class Engine:
         self.watch = HostWatch(state_dir, self.ssh_settings.lost_grace, clock, read_only)
         self.work = InFlight()                   # starts, stops and cleanups going on
         self.known = LastKnown()                 # hosts and specs of the tasks in flight
-        self._local = LocalExecutor()
+        self._local = LocalExecutor(withhold=withhold)
         self._ssh: SSHExecutor | None = None
         self._executor_for: ExecutorFor = executors or self._default_executor
         self.observer = Observer(self._executor_for, self._host, self.watch, self.targets,
@@ -119,7 +122,8 @@ class Engine:
         if self._ssh is None:
             # asyncssh is loaded only by fleets with SSH hosts
             from controller.executors.ssh.executor import SSHExecutor
-            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self._now().hosts.get(n))
+            self._ssh = SSHExecutor(self.ssh_settings, resolve=lambda n: self._now().hosts.get(n),
+                                    withhold=self._withhold)
         return self._ssh
 
     def _now(self) -> Desired:

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from controller.model import (ACTIVE, TERMINAL, Desired, Host, Observed, State, Status, Task,
                               TaskMode)
+from controller.repos import allowed
 
 
 class Placement:
@@ -28,6 +29,8 @@ class Placement:
 
     def blocker(self, task: Task, status_of: Callable[[str], Status | None]) -> str | None:
         """A sentence saying what must change before the task can start, or None."""
+        if not allowed(task.repo, self.desired.allowed_repos):
+            return not_allowed(task.repo, self.desired.allowed_repos)
         unmet = []
         for dep in task.depends_on:
             st = status_of(dep)
@@ -94,3 +97,10 @@ class Placement:
 
     def _hosts(self) -> Iterable[Host]:
         return self.desired.hosts.values()
+
+
+def not_allowed(repo: str, patterns: tuple[str, ...]) -> str:
+    """Why a task whose repo matches no allowed_repos pattern is blocked, and what to change."""
+    shown = ", ".join(patterns[:3]) + (f" and {len(patterns) - 3} more" if len(patterns) > 3 else "")
+    return (f"repo {repo} is not allowed: it matches none of allowed_repos ({shown}) in the "
+            "controller config; add a pattern for it there, or change the task's repo")
