@@ -85,7 +85,9 @@ class Sshd:
             # user's rc files are not what these tests test, and here they run
             # `pyenv rehash`, whose global lock, left behind by a session the
             # tests kill, makes every later login wait 60 s.
-            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.setenv.items()) + "\n"
+            # Written `SetEnv SHLVL=1 ...`: a test may edit the line by that text.
+            "SetEnv " + " ".join(f'"{k}={v}"' if " " in f"{k}{v}" else f"{k}={v}"
+                                 for k, v in self.setenv.items()) + "\n"
             + self.extra)
 
     def known_hosts_line(self) -> str:
