@@ -1,6 +1,7 @@
 """`make bench`: measure each size in a fresh subprocess and print the table of figures.
 
-`python -m benchmarks [--sizes 1000,10000,100000] [--repeat 5] [--profile PHASE]`.
+`python -m benchmarks [--sizes 1000,10000,100000] [--repeat 5] [--profile PHASE]
+[--fanout/--merges/--webhooks yes|no|only]`.
 Repositories are generated once (genrepo) and cached under .cache/bench/; each
 size is then measured by `python -m benchmarks.scale` in its own process, so its
 peak RSS is its own and not the generator's or another size's.
@@ -98,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="also (or only) the SSH fan-out against Ansible and asyncssh (benchmarks/fanout.py)")
     p.add_argument("--merges", choices=("yes", "no", "only"), default="yes",
                    help="also (or only) the merge checks of 200 review_pending tasks (benchmarks/merges.py)")
+    p.add_argument("--webhooks", choices=("yes", "no", "only"), default="yes",
+                   help="also (or only) signed deliveries and push-to-dispatch through a real "
+                        "`fleet run` (benchmarks/webhooks.py, benchmarks/dispatch.py; about 2 minutes)")
     args = p.parse_args(argv)
+    if args.webhooks == "only":
+        return webhooks_section()
     if args.merges == "only":
         return merges_section()
     if args.fanout == "only":
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         fanout_section()
     if args.merges == "yes":
         merges_section()
+    if args.webhooks == "yes":
+        webhooks_section()
 
 
 def fanout_section() -> None:
@@ -134,6 +142,17 @@ def merges_section() -> None:
     lines = proc.stdout.strip().splitlines()
     print("\n".join(lines[:-1]) if proc.returncode == 0 else
           f"merge checks: failed (exit {proc.returncode}); run python -m benchmarks.merges to see why")
+
+
+def webhooks_section() -> None:
+    """benchmarks/webhooks.py, then benchmarks/dispatch.py, each in its own process."""
+    for module, what in (("benchmarks.webhooks", "webhook deliveries"),
+                         ("benchmarks.dispatch", "push to dispatch")):
+        print()
+        proc = subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True)
+        lines = proc.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]) if proc.returncode == 0 else
+              f"{what}: failed (exit {proc.returncode}); run python -m {module} to see why")
 
 
 if __name__ == "__main__":
