@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="also (or only) the SSH fan-out against Ansible and asyncssh (benchmarks/fanout.py)")
     p.add_argument("--merges", choices=("yes", "no", "only"), default="yes",
                    help="also (or only) the merge checks of 200 review_pending tasks (benchmarks/merges.py)")
-    p.add_argument("--webhooks", choices=("yes", "no", "only"), default="yes",
+    p.add_argument("--webhooks", choices=("yes", "no", "only"), default="no",
                    help="also (or only) signed deliveries and push-to-dispatch through a real "
-                        "`fleet run` (benchmarks/webhooks.py, benchmarks/dispatch.py; about 2 minutes)")
+                        "`fleet run` (benchmarks/webhooks.py, benchmarks/dispatch.py); opt-in: 2 to 3.5 minutes")
     args = p.parse_args(argv)
     if args.webhooks == "only":
         return webhooks_section()
