@@ -72,12 +72,20 @@ class RunPoller:
             answer = self._answers.get(host, Answer())
             runs.update((r.run_id, r) for r in answer.reports)
             absent |= answer.absent
-        for run_ids in by_host.values():
+        for host, run_ids in by_host.items():
+            answer = self._answers.get(host, Answer())
             for run_id in run_ids:
                 if run_id in starting and run_id not in runs:
                     # Its start is still going: a stop or a plan must not take the
                     # absence of its run dir for "gone".
                     runs[run_id] = RunReport(run_id, Phase.STARTING)
+            unread = [r for r in run_ids if r not in runs and r not in answer.absent]
+            if unread and host not in slow:
+                # The last answer says nothing of these runs: it was held while the
+                # host was down (the lost grace), or it is older than they are, and
+                # the poll since is still going. Only a host that answered "no trace"
+                # makes a run gone; until then they wait, with no new run placed there.
+                slow[host] = f"no fresh report yet of its runs {', '.join(sorted(unread))}"
         self._answers = {h: a for h, a in self._answers.items() if h in by_host}
         self._slow &= set(by_host)
         return Polled(runs, slow, frozenset(absent - set(runs)))
@@ -123,8 +131,12 @@ class RunPoller:
                     ) -> tuple[list[RunReport], frozenset[str]]:
         host = self._host_of(host_name)
         executor = self._executor_for(host) if host else None
-        if host is None or executor is None:
-            return [], frozenset()
+        if host is None:
+            # No host file ever named it: nothing can be read there, and nothing
+            # will be, so its runs are not held for it (they count as gone).
+            return [], frozenset(todo)
+        if executor is None:
+            return [], frozenset()      # the observer reports it down: its runs wait
         if host_name in self._watch.unreachable:
             # The health checks notice its return; until then its runs wait, then are lost.
             return self._lost(host_name, todo, self._watch.down.get(host_name, "")), frozenset()
