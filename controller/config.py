@@ -28,7 +28,8 @@ DEFAULT_ADMIN_LISTEN = "127.0.0.1:8081"
 DEFAULT_LEASE_TTL = 120.0
 SSH_KEYS = {"known_hosts", "client_keys", "connect_timeout", "keepalive_interval",
             "keepalive_count_max", "command_timeout", "health_interval", "lost_grace"}
-FORGE_KEYS = {"type", "url", "api_url", "token_env"}
+DEFAULT_FORGE_POLL = 180.0     # forge.poll_interval: 3 minutes
+FORGE_KEYS = {"type", "url", "api_url", "token_env", "poll_interval"}
 PULL_AGENT_KEYS = {"name", "token_sha256", "capabilities", "max_concurrent"}
 DEFAULT_TOKEN_ENV = "FLEET_FORGE_TOKEN"
 WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"
@@ -65,12 +66,13 @@ class SSHConfig:
 
 @dataclass(frozen=True, slots=True)
 class ForgeConfig:
-    """The `forge:` section: the forge that hosts the target repos. Checked, not used yet:
-    nothing opens PRs so far."""
+    """The `forge:` section: the forge that hosts the target repos. `fleet run` opens
+    and comments on the tasks' PRs there and reads their state every `poll_interval`."""
     type: ForgeType
     url: str                       # the forge's web address, without a trailing /
     api_url: str                   # the REST API base; defaulted from type and url
     token_env: str = DEFAULT_TOKEN_ENV   # names the variable: the token never sits in a file
+    poll_interval: float = DEFAULT_FORGE_POLL   # seconds between reads of PR states and reviews
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +263,8 @@ def _forge(path: str, data: object) -> ForgeConfig | None:
     if not isinstance(token_env, str) or not _ENV_NAME_RE.fullmatch(token_env):
         raise ConfigError(f"{path}: forge.token_env: must be the name of an environment "
                           f"variable like {DEFAULT_TOKEN_ENV}, got {token_env!r}")
-    return ForgeConfig(type=kind, url=url, token_env=token_env,
+    poll = _duration(path, "forge.poll_interval", data.get("poll_interval")) or DEFAULT_FORGE_POLL
+    return ForgeConfig(type=kind, url=url, token_env=token_env, poll_interval=poll,
                        api_url=_default_api(kind, url) if api is None
                        else _http_url(path, "forge.api_url", api))
 

@@ -259,6 +259,7 @@ class Status:
     # nothing new and the run keeps its slot on that host.
     stopping: RunRef | None = None
     reviews: tuple[ReviewNote, ...] = ()   # change requests from the forge, oldest first
+    pr_comments: int = 0           # the last revision (review_count) commented on the PR
 
 
 class Phase(enum.StrEnum):
@@ -298,6 +299,17 @@ class Observed:
     # The controller config's `reviewers`, lower case: the only users whose
     # change requests count. None: users with write access to the repository.
     reviewers: frozenset[str] | None = None
+    forge_url: str | None = None              # the configured forge (None: fleet opens no PRs)
+    pr_calls: Mapping[str, PrCalls] = field(default_factory=dict)   # by task id
+
+
+@dataclass(frozen=True, slots=True)
+class PrCalls:
+    """The engine's calls to the forge for one task: one going on, or the failures in a row."""
+    busy: bool = False
+    failures: int = 0
+    failed_at: datetime | None = None
+    error: str = ""                # the forge's words (never the token)
 
 
 class ForgeChange(enum.StrEnum):
@@ -309,6 +321,7 @@ class ForgeChange(enum.StrEnum):
     BRANCH_PUSHED = "branch_pushed"    # a push to task/<id> of the task's repo
     CHANGES_REQUESTED = "changes_requested"
     APPROVED = "approved"
+    COMMENTED = "commented"            # our comment on a revision (ForgeFact.revision) is on the PR
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +339,7 @@ class ForgeFact:
     review: ReviewNote | None = None
     association: str | None = None
     write_access: bool | None = None
+    revision: int = 0                  # COMMENTED: the review_count the comment was about
 
 
 # ---- actions: what the planner asks the engine to do -------------------------
@@ -363,7 +377,28 @@ class StopRun:
     reason: str
 
 
-Action = SetStatus | DeleteStatus | StartRun | StopRun
+@dataclass(frozen=True, slots=True)
+class OpenPR:
+    """Open (or find, when one is open) the PR of `task`'s branch on the forge."""
+    task: str
+    repo: str                      # the task's clone URL, on the configured forge
+    head: str
+    base: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommentPR:
+    """Say on PR `number` what revision `revision` of the task changed."""
+    task: str
+    repo: str
+    number: int
+    revision: int
+    body: str
+
+
+Action = SetStatus | DeleteStatus | StartRun | StopRun | OpenPR | CommentPR
 
 
 # ---- runs: what an executor is handed ---------------------------------------

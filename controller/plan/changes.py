@@ -29,6 +29,7 @@ class Changes(TypedDict, total=False):
     rerun_seen: str | None
     pr: PullRequest | None
     reviews: tuple[ReviewNote, ...]
+    pr_comments: int
 
 
 class Updates(Changes, total=False):

@@ -83,6 +83,8 @@ def dumps(status: Status) -> bytes:
         out.append("reviews:")
         out += [f"  - id: {_scalar(r.id)}\n    author: {_scalar(r.author)}\n"
                 f"    url: {_scalar(r.url)}\n    text: {_scalar(r.text)}" for r in s.reviews]
+    if s.pr_comments:
+        out.append(f"pr_comments: {int(s.pr_comments)}")
     out.append("")
     return "\n".join(out).encode("utf-8")
 
@@ -186,6 +188,7 @@ def loads(data: bytes | str, where: str = "status file") -> Status:
         rerun_seen=r.text("rerun_seen"),
         stopping=_load_stopping(r.mapping("stopping"), where),
         reviews=_load_reviews(doc.get("reviews"), where),
+        pr_comments=r.integer("pr_comments"),
     )
 
 
