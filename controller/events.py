@@ -13,6 +13,7 @@ text is capped at REVIEW_TEXT_MAX bytes, and no secret or raw body is ever held.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -175,3 +176,10 @@ class WebhookDelivery:
     event_name: str
     received_at: datetime
     event: Observation
+
+
+def review_digest(pr_number: int, reviewer: str, kind: ReviewKind, body: str) -> str:
+    """The id of a review whose forge gives none in its webhook (Forgejo, Gitea): a
+    digest of what identifies it, computed alike from a webhook and from the API."""
+    digest = hashlib.sha256(f"{pr_number}\n{reviewer}\n{kind}\n{body}".encode()).hexdigest()
+    return f"sha256:{digest[:16]}"

@@ -10,13 +10,12 @@ decision. No IO but the log.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from controller.events import (PrAction, Push, PullRequestEvent, RepoRef, Review, ReviewKind,
-                               WebhookDelivery)
+                               WebhookDelivery, review_digest)
 from controller.forge.repos import RepoURLError, matches_full_name, parse_repo_url
 from controller.model import ForgeChange, ForgeFact, PullRequest, ReviewNote, Task
 from controller.plan.forge_events import reviewer_counts
@@ -139,6 +138,4 @@ def review_id(event: Review) -> str:
     """The forge's review id, or (Forgejo, Gitea send none) a digest of what identifies it."""
     if event.review_id is not None:
         return str(event.review_id)
-    digest = hashlib.sha256(f"{event.pr_number}\n{event.reviewer}\n{event.kind}\n"
-                            f"{event.body}".encode()).hexdigest()[:16]
-    return f"sha256:{digest}"
+    return review_digest(event.pr_number, event.reviewer, event.kind, event.body)

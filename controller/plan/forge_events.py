@@ -28,6 +28,7 @@ class Moves(Protocol):
     def move(self, st: Status, to: State, reason: str, **changes: Unpack[Changes]) -> Status: ...
     def update(self, st: Status, reason: str, **changes: Unpack[Updates]) -> Status: ...
     def stop(self, st: Status, reason: str) -> None: ...
+    def note(self, st: Status, message: str) -> Status: ...
 
 
 def closed_prefix(number: int) -> str:
@@ -80,8 +81,11 @@ def _one(moves: Moves, st: Status, task: Task, fact: ForgeFact,
     if pr is None:
         return st
     if fact.change in (ForgeChange.PR_OPENED, ForgeChange.PR_REOPENED):
-        return st if st.pr == pr else moves.update(
-            st, f"pull request #{pr.number} recorded ({pr.url})", pr=pr)
+        return _opened(moves, st, pr)
+    if fact.change == ForgeChange.COMMENTED:
+        return st if st.pr_comments >= fact.revision else moves.update(
+            st, f"revision {fact.revision} commented on pull request #{pr.number}",
+            pr_comments=fact.revision)
     if fact.change == ForgeChange.PR_MERGED:
         moves.stop(st, "its pull request was merged")
         return moves.move(st, State.COMPLETED, f"pull request #{pr.number} merged on the forge "
@@ -98,6 +102,17 @@ def _one(moves: Moves, st: Status, task: Task, fact: ForgeFact,
     if fact.change == ForgeChange.APPROVED:
         return _approved(moves, st, fact)
     return _changes_requested(moves, st, task, fact)
+
+
+def _opened(moves: Moves, st: Status, pr: PullRequest) -> Status:
+    """Record the PR; its description covers every revision so far, so none is commented."""
+    if st.pr == pr:
+        return st
+    st = moves.update(st, f"pull request #{pr.number} recorded ({pr.url})", pr=pr,
+                      pr_comments=max(st.pr_comments, st.review_count))
+    if st.state == State.REVIEW_PENDING:
+        st = moves.note(st, f"pull request #{pr.number} open: review it on the forge ({pr.url})")
+    return st
 
 
 def _closed_by(st: Status, pr: PullRequest) -> bool:

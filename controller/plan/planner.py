@@ -21,7 +21,7 @@ from typing import Iterable, Unpack
 from controller.model import (ACTIVE, HISTORY_LIMIT, TERMINAL, Action, DeleteStatus, Desired, Observed,
                     Outcome, Phase, Result, RunRef, SetStatus, StartRun, State, Status, StopRun,
                     Task, Transition)
-from controller.plan import forge_events
+from controller.plan import forge_events, pulls
 from controller.plan.changes import Changes, Updates
 from controller.plan.placement import Placement
 from controller.plan.wording import lead_line, rerun_hint
@@ -342,6 +342,7 @@ class _Pass:
                       finished_at=self.now)
             return
         if not _new_feedback(st, task):
+            self.runs += pulls.pr_actions(self, st, task, self.desired, self.observed, self.now)
             return
         seen, digest = len(task.feedback), _feedback_digest(task.feedback)
         if st.review_count >= task.max_reviews:
