@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from controller.config import Config, ConfigError
+from controller.config import DEFAULT_FORGE_POLL, Config, ConfigError
 from controller.engine.core import Engine
 from controller.engine.sink import EngineSink
+from controller.forge import Forge, ForgeSettingsError, make_forge
 from controller.gitstore import GitStore
 from controller.http.admin import make_admin_app
 from controller.http.app import make_app
@@ -31,14 +34,35 @@ def state_dir(config: Config, repo: str) -> Path:
     return config.state_dir / "repos" / key
 
 
-def build_engine(config: Config, repo: str, state: Path | None = None) -> Engine:
-    """The controller's engine for `repo`, in its state dir (or `state`, for the demo)."""
+def build_engine(config: Config, repo: str, state: Path | None = None,
+                 forge: bool = False) -> Engine:
+    """The controller's engine for `repo`, in its state dir (or `state`, for the demo).
+
+    `forge`: give it the config's forge (`fleet run`), so it opens and reads PRs."""
     state = state or state_dir(config, repo)
     state.mkdir(parents=True, exist_ok=True)
     reviewers = frozenset(r.lower() for r in config.reviewers) or None
+    client = build_forge(config, os.environ) if forge else None
     return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh,
                   reviewers=reviewers, allowed_repos=config.allowed_repos,
-                  withhold=config.secret_env)
+                  withhold=config.secret_env, forge=client,
+                  forge_poll=config.forge.poll_interval if config.forge else DEFAULT_FORGE_POLL)
+
+
+def build_forge(config: Config, environ: Mapping[str, str]) -> Forge | None:
+    """The config's forge client, its token read from the variable `forge.token_env`
+    names; None without `forge:`. A missing token is a ConfigError at start-up."""
+    settings = config.forge
+    if settings is None:
+        return None
+    token = environ.get(settings.token_env, "")
+    if not token:
+        raise ConfigError(f"forge: the token is missing: set the environment variable "
+                          f"{settings.token_env} (named by forge.token_env) for fleet run")
+    try:
+        return make_forge(settings.type.value, settings.url, settings.api_url, token)
+    except ForgeSettingsError as e:
+        raise ConfigError(f"forge: {e}") from None
 
 
 def build_look_only_engine(config: Config, repo: str, scratch: Path) -> Engine:

@@ -186,7 +186,7 @@ def _cmd_plan(args: Args) -> int:
 def _cmd_run(args: Args) -> int:
     from controller.app import build_engine, run_controller
     config, repo = _settings(args)
-    engine = build_engine(config, repo)
+    engine = build_engine(config, repo, forge=True)
     _lock(engine.state_dir)
     asyncio.run(run_controller(engine, config, once=args.once))
     return 0

@@ -13,7 +13,8 @@ from collections import Counter
 from typing import Any, Iterable, NotRequired, TypedDict
 
 from controller.engine.core import Engine
-from controller.model import (ACTIVE, Action, DeleteStatus, Desired, Host, Outcome, SetStatus, StartRun, StopRun,
+from controller.model import (ACTIVE, Action, CommentPR, DeleteStatus, Desired, Host, OpenPR, Outcome,
+                              SetStatus, StartRun, StopRun,
                               Status)
 from controller.plan.planner import plan
 from controller.status.book import StatusBook
@@ -80,6 +81,10 @@ def plan_lines(actions: Iterable[Action], book: StatusBook,
                          f"(attempt {a.attempt})")
         elif isinstance(a, StopRun):
             lines.append(f"{a.task}: stop run {a.run_id} on {a.host} ({a.reason})")
+        elif isinstance(a, OpenPR):
+            lines.append(f"{a.task}: open a pull request from {a.head} into {a.base}")
+        elif isinstance(a, CommentPR):
+            lines.append(f"{a.task}: comment revision {a.revision} on pull request #{a.number}")
     return lines
 
 

@@ -21,15 +21,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from controller.config import SSHConfig
+from controller.config import DEFAULT_FORGE_POLL, SSHConfig
 from controller.desired.builder import DesiredBuilder
 from controller.engine.dispatch import Dispatcher, ExecutorFor
 from controller.engine.inbox import Inbox
 from controller.engine.inflight import InFlight
 from controller.engine.journal import Journal
+from controller.engine.prs import PullRequests, merge_facts
 from controller.events import WebhookDelivery
 from controller.executors.base import Executor
 from controller.executors.local import LocalExecutor
+from controller.forge import Forge
 from controller.gitstore import SPEC_DIRS, GitError, GitStore, StatusConflict
 from controller.model import (Action, DeleteStatus, Desired, Host, Observed, SetStatus,
                               Settings, StartRun, State, StopRun)
@@ -69,7 +71,8 @@ class Engine:
                  ssh: SSHConfig | None = None, targets: Targets | None = None,
                  read_only: bool = False, reviewers: frozenset[str] | None = None,
                  telemetry: Telemetry | None = None, allowed_repos: tuple[str, ...] = (),
-                 withhold: frozenset[str] = frozenset()):
+                 withhold: frozenset[str] = frozenset(), forge: Forge | None = None,
+                 forge_poll: float = DEFAULT_FORGE_POLL):
         self.store = store
         self.telemetry = telemetry or Telemetry()   # what /metrics reports
         self.state_dir = state_dir
@@ -104,6 +107,9 @@ class Engine:
         self.inbox = Inbox(Journal(state_dir), store.source, store.branch, reviewers)
         self.last_pass_at: datetime | None = None   # the last pass whose statuses are on record
         self._poll_interval: float | None = None    # the config's, over fleet.yaml's
+        # The forge's PRs: opened, commented and polled in the background (None: no forge).
+        self.prs = PullRequests(forge, self.telemetry, clock, forge_poll) if forge else None
+        self._push_retries = 0                       # the store's, as last counted
 
     async def accept(self, delivery: WebhookDelivery) -> None:
         """A webhook delivery, on record (journaled) when this returns; the loop wakes."""
@@ -218,18 +224,24 @@ class Engine:
         observed = await self.observe()
         desired = self._now()
         taken, facts = self.inbox.take(desired.tasks)
-        observed = replace(observed, forge=facts, reviewers=self.inbox.reviewers)
-        focus = self.focus | self.book.unfinished | set(facts)
+        found, calls = self.prs.take() if self.prs else ({}, {})
+        observed = replace(observed, forge=merge_facts(facts, found), reviewers=self.inbox.reviewers,
+                           forge_url=self.prs.forge.web_url if self.prs else None, pr_calls=calls)
+        focus = self.focus | self.book.unfinished | set(observed.forge)
         actions = plan(desired, observed, now, focus=focus)
         result = PassResult(actions=actions)
         if not await self._write(actions, result):
             self.write_failures += 1
+            if self.prs:
+                self.prs.give_back(found)
             return result, observed     # nothing may start before its status is on record
         self.write_failures = 0
         result.written = True
         self.last_pass_at = now
         self.focus = set()
         await self.inbox.applied(taken)
+        if self.prs:
+            self.prs.after_pass(actions, facts, self.book, desired, self.inbox.reviewers)
         grace = desired.settings.cancel_grace
         for action in actions:
             if isinstance(action, StopRun):
@@ -263,13 +275,16 @@ class Engine:
         except StatusConflict as e:
             # Someone else wrote the same status files: plan again from theirs.
             log.warning("%s", e)
+            self._count_push_retries()
             await self._reread_statuses(self.store.status_tip())
             result.lines = []
             return False
         except GitError as e:
             log.error("status commit failed, will retry next pass: %s", e)
+            self._count_push_retries()
             result.lines = []
             return False
+        self._count_push_retries()
         if result.commit is not None:
             self._status_tree = self.store.status_tree(result.commit)
             base = self.store.parent(result.commit)
@@ -288,6 +303,12 @@ class Engine:
         for line in result.lines:
             log.info("%s", line)
         return True
+
+    def _count_push_retries(self) -> None:
+        retries = getattr(self.store, "push_retries", 0)    # test doubles of the store have none
+        for _ in range(retries - self._push_retries):
+            self.telemetry.status_push_retry()
+        self._push_retries = retries
 
     def _message(self, lines: list[str]) -> str:
         n = len(lines)
@@ -328,7 +349,8 @@ class Engine:
     def busy(self) -> bool:
         """Runs in flight, retries pending or stops unfinished: --once keeps going."""
         waiting = self.book.in_states(State.ASSIGNED, State.RUNNING, State.RETRYING)
-        return bool(waiting or self.work.busy() or self.book.in_flight())
+        forge = self.prs is not None and self.prs.busy()
+        return bool(waiting or self.work.busy() or self.book.in_flight() or forge)
 
     async def run(self, once: bool, poll_interval: float | None = None,
                   tick: float = 0.5, max_passes: int | None = None) -> None:
@@ -341,6 +363,8 @@ class Engine:
             await self.inbox.load()
             await self._loop(once, poll_interval, tick, max_passes)
             await self.work.drain()
+            if self.prs:
+                await self.prs.drain()
         finally:
             self.observer.cancel()
             if self._health_job is not None:

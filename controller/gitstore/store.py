@@ -94,6 +94,11 @@ class GitStore:
                         f"{self.tip()[:12] or 'its start'}\n", author)
         return writer.commit(writes, message, author)
 
+    @property
+    def push_retries(self) -> int:
+        """Status pushes rejected (someone pushed first) and retried, since this store was made."""
+        return sum(w.push_retries for w in self._writers.values())
+
     def _status_writer(self, branch: str, remote: Remote) -> StatusWriter:
         if branch not in self._writers:     # made on first use: it needs the clone
             self._writers[branch] = StatusWriter(self.repo, self.path, remote, source=self.source,

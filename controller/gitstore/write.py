@@ -43,6 +43,7 @@ class StatusWriter:
         self._commits = 0
         self._repack: subprocess.Popen[bytes] | None = None
         self._direct: pygit2.Repository | None = None   # see _writer()
+        self.push_retries = 0      # pushes rejected and tried again on a newer tip, ever
 
     def commit(self, writes: Mapping[str, bytes | None], message: str,
                author: tuple[str, str]) -> str | None:
@@ -62,6 +63,7 @@ class StatusWriter:
                 self._housekeep()
                 return str(commit)
             # Someone pushed first: re-apply the same writes on theirs.
+            self.push_retries += 1
             self._remote.fetch(self._clone, had_tip=bool(base))
             changed = self._changed_entries(base, _tip(self._repo, self._tracking), blobs)
             if changed:
