@@ -13,8 +13,9 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from controller.config import DEFAULT_FORGE_POLL, Config, ConfigError
+from controller.config import Config, ConfigError
 from controller.engine.core import Engine
 from controller.engine.sink import EngineSink
 from controller.forge import Forge, ForgeSettingsError, make_forge
@@ -46,7 +47,13 @@ def build_engine(config: Config, repo: str, state: Path | None = None,
     return Engine(GitStore(repo, state, config.branch), state, ssh=config.ssh,
                   reviewers=reviewers, allowed_repos=config.allowed_repos,
                   withhold=config.secret_env, forge=client,
-                  forge_poll=config.forge.poll_interval if config.forge else DEFAULT_FORGE_POLL)
+                  **_forge_timing(config))
+
+
+def _forge_timing(config: Config) -> dict[str, Any]:
+    f = config.forge
+    return {} if f is None else {"forge_poll": f.poll_interval,
+                                 "forge_retry": (f.retry_min, f.retry_max)}
 
 
 def build_forge(config: Config, environ: Mapping[str, str]) -> Forge | None:

@@ -29,7 +29,9 @@ DEFAULT_LEASE_TTL = 120.0
 SSH_KEYS = {"known_hosts", "client_keys", "connect_timeout", "keepalive_interval",
             "keepalive_count_max", "command_timeout", "health_interval", "lost_grace"}
 DEFAULT_FORGE_POLL = 180.0     # forge.poll_interval: 3 minutes
-FORGE_KEYS = {"type", "url", "api_url", "token_env", "poll_interval"}
+DEFAULT_FORGE_RETRY_MIN = 30.0     # forge.retry_min: the first wait after a failed PR call
+DEFAULT_FORGE_RETRY_MAX = 600.0    # forge.retry_max: the longest (it doubles up to this)
+FORGE_KEYS = {"type", "url", "api_url", "token_env", "poll_interval", "retry_min", "retry_max"}
 PULL_AGENT_KEYS = {"name", "token_sha256", "capabilities", "max_concurrent"}
 DEFAULT_TOKEN_ENV = "FLEET_FORGE_TOKEN"
 WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"
@@ -73,6 +75,8 @@ class ForgeConfig:
     api_url: str                   # the REST API base; defaulted from type and url
     token_env: str = DEFAULT_TOKEN_ENV   # names the variable: the token never sits in a file
     poll_interval: float = DEFAULT_FORGE_POLL   # seconds between reads of PR states and reviews
+    retry_min: float = DEFAULT_FORGE_RETRY_MIN   # backoff of PR calls that failed
+    retry_max: float = DEFAULT_FORGE_RETRY_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,10 @@ def _forge(path: str, data: object) -> ForgeConfig | None:
         raise ConfigError(f"{path}: forge.token_env: must be the name of an environment "
                           f"variable like {DEFAULT_TOKEN_ENV}, got {token_env!r}")
     poll = _duration(path, "forge.poll_interval", data.get("poll_interval")) or DEFAULT_FORGE_POLL
+    lo = _duration(path, "forge.retry_min", data.get("retry_min")) or DEFAULT_FORGE_RETRY_MIN
+    hi = _duration(path, "forge.retry_max", data.get("retry_max")) or DEFAULT_FORGE_RETRY_MAX
     return ForgeConfig(type=kind, url=url, token_env=token_env, poll_interval=poll,
+                       retry_min=lo, retry_max=max(lo, hi),
                        api_url=_default_api(kind, url) if api is None
                        else _http_url(path, "forge.api_url", api))
 

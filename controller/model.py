@@ -310,6 +310,7 @@ class PrCalls:
     failures: int = 0
     failed_at: datetime | None = None
     error: str = ""                # the forge's words (never the token)
+    retry_at: datetime | None = None   # no new call before (the engine's backoff)
 
 
 class ForgeChange(enum.StrEnum):

@@ -41,7 +41,8 @@ def written(actions):
     return next((a.status for a in actions if isinstance(a, SetStatus)), None)
 
 
-FAILED = PrCalls(failures=2, failed_at=NOW - timedelta(seconds=10), error="HTTP 500 from forge")
+FAILED = PrCalls(failures=2, failed_at=NOW - timedelta(seconds=10), error="HTTP 500 from forge",
+                 retry_at=NOW + timedelta(seconds=50))
 
 # name, status, calls, forge_url, repo, allowed_repos, expected action kinds
 CASES = [
@@ -53,7 +54,7 @@ CASES = [
     ("a call going on: nothing more", pending(), PrCalls(busy=True), FORGE, REPO, (), []),
     ("failed 10 s ago, backoff 60 s: wait", pending(), FAILED, FORGE, REPO, (), []),
     ("failed long ago: try again",
-     pending(), replace(FAILED, failed_at=NOW - timedelta(minutes=5)), FORGE, REPO, (), ["OpenPR"]),
+     pending(), replace(FAILED, retry_at=NOW - timedelta(minutes=4)), FORGE, REPO, (), ["OpenPR"]),
     ("pr recorded, no revision: nothing", pending(pr=PR), None, FORGE, REPO, (), []),
     ("a revision ended: comment it", pending(pr=PR, review_count=1), None, FORGE, REPO, (),
      ["CommentPR"]),
@@ -79,12 +80,13 @@ def test_a_failure_says_the_pr_is_not_open_yet_and_why_and_when_next():
     st = written(decide(pending(), FAILED))
     assert st is not None and st.state == State.REVIEW_PENDING
     assert st.message.startswith(NOT_OPEN) and "HTTP 500 from forge" in st.message
-    assert "12:00:50" in st.message     # failed at 11:59:50, two failures: 60 s
+    assert "12:00:50" in st.message     # retry_at
     assert written(decide(st, FAILED)) is None      # said once, not rewritten every pass
 
 
 def test_backoff_doubles_from_30_s_and_is_capped_at_10_min():
     assert [pr_backoff(n) for n in (1, 2, 3, 5, 10)] == [30, 60, 120, 480, 600]
+    assert pr_backoff(3, 1.0, 3.0) == 3.0
 
 
 def test_comment_names_the_revision_and_its_summary():

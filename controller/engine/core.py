@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from controller.config import DEFAULT_FORGE_POLL, SSHConfig
+from controller.config import (DEFAULT_FORGE_POLL, DEFAULT_FORGE_RETRY_MAX, DEFAULT_FORGE_RETRY_MIN,
+                               SSHConfig)
 from controller.desired.builder import DesiredBuilder
 from controller.engine.dispatch import Dispatcher, ExecutorFor
 from controller.engine.inbox import Inbox
@@ -72,7 +73,8 @@ class Engine:
                  read_only: bool = False, reviewers: frozenset[str] | None = None,
                  telemetry: Telemetry | None = None, allowed_repos: tuple[str, ...] = (),
                  withhold: frozenset[str] = frozenset(), forge: Forge | None = None,
-                 forge_poll: float = DEFAULT_FORGE_POLL):
+                 forge_poll: float = DEFAULT_FORGE_POLL,
+                 forge_retry: tuple[float, float] = (DEFAULT_FORGE_RETRY_MIN, DEFAULT_FORGE_RETRY_MAX)):
         self.store = store
         self.telemetry = telemetry or Telemetry()   # what /metrics reports
         self.state_dir = state_dir
@@ -108,7 +110,8 @@ class Engine:
         self.last_pass_at: datetime | None = None   # the last pass whose statuses are on record
         self._poll_interval: float | None = None    # the config's, over fleet.yaml's
         # The forge's PRs: opened, commented and polled in the background (None: no forge).
-        self.prs = PullRequests(forge, self.telemetry, clock, forge_poll) if forge else None
+        self.prs = (PullRequests(forge, self.telemetry, clock, forge_poll, forge_retry)
+                    if forge else None)
         self._push_retries = 0                       # the store's, as last counted
 
     async def accept(self, delivery: WebhookDelivery) -> None:

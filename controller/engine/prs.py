@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from controller.forge import Forge, ForgeError, RepoRef, on_forge
 from controller.model import (Action, CommentPR, Desired, ForgeChange, ForgeFact, OpenPR, PrCalls,
                               PullRequest, State, Status)
 from controller.observe.forge_poll import poll_pr
+from controller.plan.pulls import PR_BACKOFF_BASE, PR_BACKOFF_MAX, pr_backoff
 from controller.status.book import StatusBook
 from controller.telemetry import Telemetry
 
@@ -37,8 +38,9 @@ def merge_facts(webhooks: Mapping[str, tuple[ForgeFact, ...]],
 
 class PullRequests:
     def __init__(self, forge: Forge, telemetry: Telemetry, clock: Callable[[], datetime],
-                 poll_interval: float):
+                 poll_interval: float, retry: tuple[float, float] = (PR_BACKOFF_BASE, PR_BACKOFF_MAX)):
         self.forge = forge
+        self._retry = retry
         self.poll_interval = poll_interval
         self._telemetry = telemetry
         self._clock = clock
@@ -114,9 +116,10 @@ class PullRequests:
                 found = await asyncio.to_thread(call, task, arg)
             except ForgeError as e:
                 self._telemetry.pr_call("transient" if e.transient else "permanent")
-                old = self._failures.get(task, PrCalls())
-                self._failures[task] = PrCalls(failures=old.failures + 1,
-                                               failed_at=self._clock(), error=e.message)
+                n, at = self._failures.get(task, PrCalls()).failures + 1, self._clock()
+                wait = max(pr_backoff(n, *self._retry), e.retry_after or 0.0)
+                self._failures[task] = PrCalls(failures=n, failed_at=at, error=e.message,
+                                               retry_at=at + timedelta(seconds=wait))
                 log.warning("forge call for task %s failed: %s", task, e.message)
             except Exception:
                 self._telemetry.pr_call("permanent")

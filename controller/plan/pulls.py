@@ -5,12 +5,12 @@ moved on. A task whose `repo` is on the configured forge (Observed.forge_url)
 and allowed by `allowed_repos` gets an OpenPR while it has no `pr`, and a
 CommentPR with the revision's summary when a revision ended (review_count
 above `pr_comments`). The engine's answers come back as ForgeFacts (PR_OPENED,
-COMMENTED); its failures as Observed.pr_calls, from which the next try waits
-PR_BACKOFF_BASE .. PR_BACKOFF_MAX seconds, doubling. Pure, no IO.
+COMMENTED); its failures as Observed.pr_calls, whose retry_at the engine sets
+by pr_backoff: 30 s .. 10 min by default, doubling. Pure, no IO.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from controller.forge.repos import on_forge
@@ -28,9 +28,10 @@ class Notes(Protocol):
     def note(self, st: Status, message: str) -> Status: ...
 
 
-def pr_backoff(failures: int) -> float:
-    """Seconds before the next forge call after `failures` failed ones in a row."""
-    return min(PR_BACKOFF_BASE * (1 << max(failures - 1, 0)), PR_BACKOFF_MAX)
+def pr_backoff(failures: int, base: float = PR_BACKOFF_BASE, cap: float = PR_BACKOFF_MAX) -> float:
+    """Seconds before the next forge call after `failures` failed ones in a row
+    (the engine's, with the config's forge.retry_min and retry_max)."""
+    return min(base * (1 << max(failures - 1, 0)), cap)
 
 
 def pr_actions(notes: Notes, st: Status, task: Task, desired: Desired, observed: Observed,
@@ -43,8 +44,8 @@ def pr_actions(notes: Notes, st: Status, task: Task, desired: Desired, observed:
     calls = observed.pr_calls.get(task.id, PrCalls())
     if calls.busy:
         return []
-    if calls.failures and calls.failed_at is not None:
-        due = calls.failed_at + timedelta(seconds=pr_backoff(calls.failures))
+    if calls.retry_at is not None:
+        due = calls.retry_at
         if now < due:
             what = NOT_OPEN if st.pr is None else f"revision {st.review_count} not commented yet"
             notes.note(st, f"{what} ({calls.error}); trying again at {due:%Y-%m-%d %H:%M:%S}Z")
