@@ -105,8 +105,10 @@ def test_a_push_over_http_after_our_fetch_is_fetched_and_kept(forge, person, sto
     seed = store.sync()
     theirs = commit(person, {"tasks/a.yaml": "id: a\ntitle: edited\n"}, "edit a")
     git("push", "--quiet", "origin", "HEAD:main", cwd=person)    # over HTTP; ours says "fetch first"
+    assert store.push_retries == 0
     ours = store.commit_statuses({"a": status("a")}, "fleet: a assigned")
     assert git("log", "--format=%H", "main", cwd=bare).split() == [ours, theirs, seed]
+    assert store.push_retries == 1      # the engine adds it to telemetry.status_push_retry
 
 
 def test_a_non_fast_forward_rejection_is_the_same_race(forge, person, store, tmp_path):
