@@ -108,4 +108,9 @@ def test_commented_fact_records_the_revision_once():
     fact = ForgeFact(ForgeChange.COMMENTED, NOW, pr=PullRequest(4, ""), revision=1)
     actions = decide(st, facts=[fact])
     assert written(actions).pr_comments == 1 and kinds(actions) == []
+    assert written(actions).message.startswith("revision 1 commented on pull request #4")
     assert written(decide(replace(st, pr_comments=1), facts=[fact])) is None
+
+
+def test_a_failed_poll_of_a_pr_with_nothing_to_comment_changes_no_message():
+    assert decide(pending(pr=PR), FAILED) == []

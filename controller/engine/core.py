@@ -74,7 +74,8 @@ class Engine:
                  telemetry: Telemetry | None = None, allowed_repos: tuple[str, ...] = (),
                  withhold: frozenset[str] = frozenset(), forge: Forge | None = None,
                  forge_poll: float = DEFAULT_FORGE_POLL,
-                 forge_retry: tuple[float, float] = (DEFAULT_FORGE_RETRY_MIN, DEFAULT_FORGE_RETRY_MAX)):
+                 forge_retry: tuple[float, float] = (DEFAULT_FORGE_RETRY_MIN,
+                                                     DEFAULT_FORGE_RETRY_MAX)):
         self.store = store
         self.telemetry = telemetry or Telemetry()   # what /metrics reports
         self.state_dir = state_dir
@@ -228,8 +229,9 @@ class Engine:
         desired = self._now()
         taken, facts = self.inbox.take(desired.tasks)
         found, calls = self.prs.take() if self.prs else ({}, {})
-        observed = replace(observed, forge=merge_facts(facts, found), reviewers=self.inbox.reviewers,
-                           forge_url=self.prs.forge.web_url if self.prs else None, pr_calls=calls)
+        observed = replace(observed, forge=merge_facts(facts, found),
+                           reviewers=self.inbox.reviewers, pr_calls=calls,
+                           forge_url=self.prs.forge.web_url if self.prs else None)
         focus = self.focus | self.book.unfinished | set(observed.forge)
         actions = plan(desired, observed, now, focus=focus)
         result = PassResult(actions=actions)

@@ -38,7 +38,8 @@ def merge_facts(webhooks: Mapping[str, tuple[ForgeFact, ...]],
 
 class PullRequests:
     def __init__(self, forge: Forge, telemetry: Telemetry, clock: Callable[[], datetime],
-                 poll_interval: float, retry: tuple[float, float] = (PR_BACKOFF_BASE, PR_BACKOFF_MAX)):
+                 poll_interval: float,
+                 retry: tuple[float, float] = (PR_BACKOFF_BASE, PR_BACKOFF_MAX)):
         self.forge = forge
         self._retry = retry
         self.poll_interval = poll_interval

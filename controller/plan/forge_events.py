@@ -83,9 +83,7 @@ def _one(moves: Moves, st: Status, task: Task, fact: ForgeFact,
     if fact.change in (ForgeChange.PR_OPENED, ForgeChange.PR_REOPENED):
         return _opened(moves, st, pr)
     if fact.change == ForgeChange.COMMENTED:
-        return st if st.pr_comments >= fact.revision else moves.update(
-            st, f"revision {fact.revision} commented on pull request #{pr.number}",
-            pr_comments=fact.revision)
+        return _commented(moves, st, fact.revision)
     if fact.change == ForgeChange.PR_MERGED:
         moves.stop(st, "its pull request was merged")
         return moves.move(st, State.COMPLETED, f"pull request #{pr.number} merged on the forge "
@@ -112,6 +110,18 @@ def _opened(moves: Moves, st: Status, pr: PullRequest) -> Status:
                       pr_comments=max(st.pr_comments, st.review_count))
     if st.state == State.REVIEW_PENDING:
         st = moves.note(st, f"pull request #{pr.number} open: review it on the forge ({pr.url})")
+    return st
+
+
+def _commented(moves: Moves, st: Status, revision: int) -> Status:
+    if st.pr is None or st.pr_comments >= revision:
+        return st
+    pr = st.pr
+    st = moves.update(st, f"revision {revision} commented on pull request #{pr.number}",
+                      pr_comments=revision)
+    if st.state == State.REVIEW_PENDING:
+        st = moves.note(st, f"revision {revision} commented on pull request #{pr.number}: "
+                        f"review it on the forge ({pr.url})")
     return st
 
 

@@ -41,21 +41,22 @@ def pr_actions(notes: Notes, st: Status, task: Task, desired: Desired, observed:
         return []
     if not allowed(task.repo, desired.allowed_repos):
         return []       # the task is blocked for it elsewhere; no PR on a repo not allowed
+    action: OpenPR | CommentPR
+    if st.pr is None:
+        action = OpenPR(task.id, task.repo, task.branch, task.base, task.title, _body(st, task))
+    elif st.review_count > st.pr_comments:
+        action = CommentPR(task.id, task.repo, st.pr.number, st.review_count, _comment(st))
+    else:
+        return []
     calls = observed.pr_calls.get(task.id, PrCalls())
     if calls.busy:
         return []
-    if calls.retry_at is not None:
-        due = calls.retry_at
-        if now < due:
-            what = NOT_OPEN if st.pr is None else f"revision {st.review_count} not commented yet"
-            notes.note(st, f"{what} ({calls.error}); trying again at {due:%Y-%m-%d %H:%M:%S}Z")
-            return []
-    if st.pr is None:
-        return [OpenPR(task.id, task.repo, task.branch, task.base, task.title, _body(st, task))]
-    if st.review_count > st.pr_comments:
-        return [CommentPR(task.id, task.repo, st.pr.number, st.review_count,
-                          _comment(st))]
-    return []
+    if calls.retry_at is not None and now < calls.retry_at:
+        what = NOT_OPEN if st.pr is None else f"revision {st.review_count} not commented yet"
+        at = f"{calls.retry_at:%Y-%m-%d %H:%M:%S}Z"
+        notes.note(st, f"{what} ({calls.error}); trying again at {at}")
+        return []
+    return [action]
 
 
 def _summary(st: Status) -> str:
