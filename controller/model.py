@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, NamedTuple
 
+# The forge calls' own vocabulary lives in a leaf module; it is part of this language.
+from controller.prcalls import CommentPR as CommentPR, OpenPR as OpenPR, PrCalls as PrCalls
+
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 HISTORY_LIMIT = 20      # transitions a Status keeps: the planner trims to it, status files hold it
 
@@ -303,16 +306,6 @@ class Observed:
     pr_calls: Mapping[str, PrCalls] = field(default_factory=dict)   # by task id
 
 
-@dataclass(frozen=True, slots=True)
-class PrCalls:
-    """The engine's calls to the forge for one task: one going on, or the failures in a row."""
-    busy: bool = False
-    failures: int = 0
-    failed_at: datetime | None = None
-    error: str = ""                # the forge's words (never the token)
-    retry_at: datetime | None = None   # no new call before (the engine's backoff)
-
-
 class ForgeChange(enum.StrEnum):
     """What happened on the forge to a task's branch or PR."""
     PR_OPENED = "pr_opened"            # opened, or given new commits
@@ -376,27 +369,6 @@ class StopRun:
     host: str
     run_id: str
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class OpenPR:
-    """Open (or find, when one is open) the PR of `task`'s branch on the forge."""
-    task: str
-    repo: str                      # the task's clone URL, on the configured forge
-    head: str
-    base: str
-    title: str
-    body: str
-
-
-@dataclass(frozen=True, slots=True)
-class CommentPR:
-    """Say on PR `number` what revision `revision` of the task changed."""
-    task: str
-    repo: str
-    number: int
-    revision: int
-    body: str
 
 
 Action = SetStatus | DeleteStatus | StartRun | StopRun | OpenPR | CommentPR
