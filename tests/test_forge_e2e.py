@@ -49,9 +49,14 @@ def start(w: World, url: str, controller, forge, task_id: str = "fix"):
 
 
 def assert_no_token(w: World, forge, c) -> None:
+    """Not in a status file or commit message, the controller's log, its state dir or a run's."""
     history = git("-C", w.fleet, "log", "-p", "--all")
     assert forge.token not in history
     assert forge.token not in "".join(c.lines)
+    secret = forge.token.encode()
+    files = [*(c.config.parent / "state").rglob("*"), *w.workdir.rglob("*")]   # runs' logs too
+    leaks = [p for p in files if p.is_file() and not p.is_symlink() and secret in p.read_bytes()]
+    assert not leaks
 
 
 def test_the_pr_is_opened_once_also_across_a_sigkill_right_after_the_create(setup):
