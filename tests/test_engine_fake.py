@@ -360,3 +360,22 @@ def test_each_pass_reports_its_figures_to_telemetry(tmp_path):
         assert snap.tasks["review_pending"] == 1
         assert sum(snap.tasks.values()) == 2
     drive(scenario)
+
+
+def test_a_pushed_task_started_reports_its_dispatch_latency(tmp_path):
+    """fleet_dispatch_latency_seconds: from the sync that saw the task's file to its run started."""
+    r = Rig(tmp_path)
+    r.w.push()
+
+    async def scenario():
+        await r.pass_()                     # the cold start: nothing is "pushed" yet
+        assert r.engine.telemetry.snapshot().dispatch_latency.count == 0
+        r.task("t")
+        r.w.push()
+        await r.pass_()
+        assert len(r.fake.starts) == 1
+        latency = r.engine.telemetry.snapshot().dispatch_latency
+        assert latency.count == 1 and 0 <= latency.sum < 30
+        await r.pass_()                     # no new change, no second observation
+        assert r.engine.telemetry.snapshot().dispatch_latency.count == 1
+    drive(scenario)

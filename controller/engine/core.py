@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from controller.executors.ssh.executor import SSHExecutor
 
 log = logging.getLogger("fleet")
+SEEN_FOR = 3600.0           # seconds a seen change waits for its run to start, for /metrics
 MAX_WRITE_FAILURES = 5      # --once exits with an error after this many in a row
 
 
@@ -101,7 +102,10 @@ class Engine:
         self._executor_for: ExecutorFor = executors or self._default_executor
         self.observer = Observer(self._executor_for, self._host, self.watch, self.targets,
                                  self.known)
-        self.dispatcher = Dispatcher(self._executor_for, self._host, self.watch, self.work)
+        self.dispatcher = Dispatcher(self._executor_for, self._host, self.watch, self.work,
+                                     on_started=self._started)
+        # Task id -> when a sync first saw its file change: dispatch latency for /metrics.
+        self._seen_at: dict[str, float] = {}
         self._health_job: asyncio.Task[None] | None = None
         self._health_at = float("-inf")
         self.write_failures = 0                  # status commits failed in a row
@@ -165,11 +169,24 @@ class Engine:
             self.focus |= self._cold_focus()   # not every task: most are finished
         else:
             self.focus |= self.builder.changed_tasks
+            self._saw_changes(self.builder.changed_tasks)
             if self.store.status_tree(at) != self._status_tree:
                 await self._reread_statuses(at)
         self.commit = tip
         self.targets.min_interval = self.desired.settings.poll_interval
         return True
+
+    def _saw_changes(self, tasks: set[str]) -> None:
+        now = time.monotonic()
+        for task_id in tasks:
+            self._seen_at.setdefault(task_id, now)
+        # Changes that start nothing (edits of finished tasks) are forgotten after an hour.
+        self._seen_at = {t: at for t, at in self._seen_at.items() if now - at < SEEN_FOR}
+
+    def _started(self, task_id: str) -> None:
+        at = self._seen_at.pop(task_id, None)
+        if at is not None:
+            self.telemetry.dispatch_latency(time.monotonic() - at)
 
     async def _reread_statuses(self, commit: str) -> None:
         log.warning("status/ was changed by someone other than this controller; re-reading it "

@@ -29,11 +29,12 @@ HostOf = Callable[[str], Host | None]
 
 class Dispatcher:
     def __init__(self, executor_for: ExecutorFor, host_of: HostOf, watch: HostWatch,
-                 work: InFlight):
+                 work: InFlight, on_started: Callable[[str], None] = lambda task_id: None):
         self._executor_for = executor_for
         self._host_of = host_of
         self._watch = watch
         self._work = work
+        self._on_started = on_started     # task id: its run is started (for telemetry)
 
     # ---- starts ---------------------------------------------------------------------
     def start(self, action: StartRun, desired: Desired, task: Task | None,
@@ -60,6 +61,7 @@ class Dispatcher:
             await cleaning      # a rerun right after the end: its old workspace goes first
         try:
             await executor.start(_spec(action, host, desired, task, status))
+            self._on_started(action.task)
         except HostUnreachable as e:
             self._watch.mark_down(action.host, str(e))
             # It may have started before the connection broke: kill it when the host returns.
