@@ -114,13 +114,17 @@ def test_a_review_made_while_down_is_polled_revised_and_the_revision_commented_o
     st = until_state(w, "fix", "review_pending", timeout=60)
     assert [r["author"] for r in st["reviews"]] == ["carol"]
     wait_for(lambda: len(forge.pulls(OWNER, NAME)[0].comments) == 1, timeout=30)
-    time.sleep(2)                               # more passes and polls: nothing more
+    polled = len(forge.requests)
+    # More passes and two more rounds of polls (every 1 s): nothing more.
+    wait_for(lambda: sum("/reviews" in r for r in forge.requests[polled:]) >= 2, timeout=30)
     (pull,) = forge.pulls(OWNER, NAME)
     assert len(pull.comments) == 1 and "Revision 1" in pull.comments[0]
     assert w.status("fix")["review_count"] == 1 and creates(forge) == 1
     c.stop()
+    polled = len(forge.requests)
     c.start()                                   # a restart comments nothing again
-    time.sleep(3)
+    # Its start-up poll and the next round have run.
+    wait_for(lambda: sum("/reviews" in r for r in forge.requests[polled:]) >= 2, timeout=30)
     assert len(forge.pulls(OWNER, NAME)[0].comments) == 1
     assert_no_token(w, forge, c)
 
