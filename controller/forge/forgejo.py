@@ -19,7 +19,8 @@ from typing import Any
 
 from controller import __version__
 from controller.forge.base import ForgeError, ForgePR, ForgeReview, PRStatus, ReviewState
-from controller.forge.pulls import first_ours, is_ours, open_once, to_pr, to_status
+from controller.forge import pulls
+from controller.forge.pulls import first_ours, is_ours, open_once, to_pr
 from controller.forge.repos import RepoRef
 from controller.forge.transport import Secret, Transport
 
@@ -84,25 +85,17 @@ class ForgejoForge:
                          create, what)
 
     def comment(self, repo: RepoRef, number: int, body: str) -> None:
-        """Comment on PR `number` (a PR is an issue: same index)."""
-        self._http.request("POST", f"{self._repo(repo)}/issues/{number}/comments",
-                           body={"body": body})
+        pulls.comment(self._http, repo, number, body)
 
     def pr_status(self, repo: RepoRef, number: int) -> PRStatus:
-        """The state of PR `number` now."""
-        answer = self._http.request("GET", f"{self._repo(repo)}/pulls/{number}")
-        return to_status(answer.data, f"{self._flavour}: PR {number} of {repo.full_name}")
+        return pulls.pr_status(self._http, repo, number, self._flavour)
 
     def reviews(self, repo: RepoRef, number: int) -> list[ForgeReview]:
-        """Every review of PR `number`, oldest first."""
-        path = f"{self._repo(repo)}/pulls/{number}/reviews"
-        found: list[ForgeReview] = []
-        for page in self._http.pages(path, {}, size_param="limit", size=PAGE_LIMIT):
-            found.extend(_review(item) for item in page if isinstance(item, dict))
-        return found
+        return pulls.reviews(self._http, repo, number, _review, size_param="limit",
+                             size=PAGE_LIMIT)
 
     def _repo(self, repo: RepoRef) -> str:
-        return f"/repos/{_q(repo.owner)}/{_q(repo.name)}"
+        return pulls.repo_path(repo)
 
     def _find(self, repo: RepoRef, head_branch: str, base: str,
               thorough: bool) -> ForgePR | None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from controller import __version__
 from controller.forge.base import ForgeError, ForgePR, ForgeReview, PRStatus, ReviewState
-from controller.forge.pulls import first_ours, open_once, to_pr, to_status
+from controller.forge import pulls
+from controller.forge.pulls import first_ours, open_once, to_pr
 from controller.forge.repos import RepoRef
 from controller.forge.transport import Secret, Transport
 
@@ -36,10 +37,6 @@ def default_api_url(url: str) -> str:
     if host in ("github.com", "www.github.com"):
         return "https://api.github.com"
     return url.rstrip("/") + "/api/v3"
-
-
-def _q(part: str) -> str:
-    return urllib.parse.quote(part, safe="")
 
 
 class GitHubForge:
@@ -99,25 +96,17 @@ class GitHubForge:
                          create, what)
 
     def comment(self, repo: RepoRef, number: int, body: str) -> None:
-        """Comment on PR `number` (through the issues API, as GitHub wants)."""
-        self._http.request("POST", f"{self._repo(repo)}/issues/{number}/comments",
-                           body={"body": body})
+        pulls.comment(self._http, repo, number, body)
 
     def pr_status(self, repo: RepoRef, number: int) -> PRStatus:
-        """The state of PR `number` now."""
-        answer = self._http.request("GET", f"{self._repo(repo)}/pulls/{number}")
-        return to_status(answer.data, f"github: PR {number} of {repo.full_name}")
+        return pulls.pr_status(self._http, repo, number, "github")
 
     def reviews(self, repo: RepoRef, number: int) -> list[ForgeReview]:
-        """Every review of PR `number`, oldest first."""
-        path = f"{self._repo(repo)}/pulls/{number}/reviews"
-        found: list[ForgeReview] = []
-        for page in self._http.pages(path, {}, size_param="per_page", size=PER_PAGE):
-            found.extend(_review(item) for item in page if isinstance(item, dict))
-        return found
+        return pulls.reviews(self._http, repo, number, _review, size_param="per_page",
+                             size=PER_PAGE)
 
     def _repo(self, repo: RepoRef) -> str:
-        return f"/repos/{_q(repo.owner)}/{_q(repo.name)}"
+        return pulls.repo_path(repo)
 
 
 def _errors(data: Any) -> list[str]:

@@ -8,11 +8,13 @@ look again. Called by forgejo.py and github.py; no IO of its own.
 """
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from controller.forge.base import ForgeError, ForgePR, PRState, PRStatus
+from controller.forge.base import ForgeError, ForgePR, ForgeReview, PRState, PRStatus
 from controller.forge.repos import RepoRef, matches_full_name
+from controller.forge.transport import Transport
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -96,3 +98,31 @@ def open_once(find: Callable[[bool], ForgePR | None], create: Callable[[], Forge
         return again
     raise ForgeError(f"{what}: the forge says a pull request already exists, "
                      "but no open one was found for that head and base", transient=True)
+
+
+# ---- the calls Forgejo, Gitea and GitHub spell the same way ---------------------
+
+def repo_path(repo: RepoRef) -> str:
+    """`/repos/OWNER/REPO`, each part quoted."""
+    return f"/repos/{urllib.parse.quote(repo.owner, safe='')}/{urllib.parse.quote(repo.name, safe='')}"
+
+
+def comment(http: Transport, repo: RepoRef, number: int, body: str) -> None:
+    """Comment on PR `number`: a PR is an issue with the same index on all three."""
+    http.request("POST", f"{repo_path(repo)}/issues/{number}/comments", body={"body": body})
+
+
+def pr_status(http: Transport, repo: RepoRef, number: int, forge: str) -> PRStatus:
+    """The state of PR `number` now."""
+    answer = http.request("GET", f"{repo_path(repo)}/pulls/{number}")
+    return to_status(answer.data, f"{forge}: PR {number} of {repo.full_name}")
+
+
+def reviews(http: Transport, repo: RepoRef, number: int, read: Callable[[dict[str, Any]], ForgeReview],
+            *, size_param: str, size: int) -> list[ForgeReview]:
+    """Every review of PR `number`, oldest first, each read by the forge's own `read`."""
+    found: list[ForgeReview] = []
+    for page in http.pages(f"{repo_path(repo)}/pulls/{number}/reviews", {},
+                           size_param=size_param, size=size):
+        found.extend(read(item) for item in page if isinstance(item, dict))
+    return found
